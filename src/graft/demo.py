@@ -1,0 +1,84 @@
+"""``graft demo``: what graft does, end to end, on data that installs with it (no network).
+
+The demo is a list of steps, each a function that prints its part and returns a short summary
+line; later capabilities add steps here. Step 1 classifies scikit-image's sample photos with the
+default backbone's own ImageNet head.
+
+Example:
+    >>> [step.title for step in DEMO_STEPS][:1]
+    ['The pretrained model as a classifier']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rich.console import Console
+
+from graft.classify import Classification, classify
+from graft.datasets import sample_photos
+from graft.zoo.registry import DEFAULT_BACKBONE
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    """One part of the demo: a title and a function that runs it and returns a summary."""
+
+    title: str
+    run: Callable[[Console], str]
+
+
+def print_classification(
+    console: Console, result: Classification, *, title: str | None = None
+) -> None:
+    """Print one image's top-k as ranked lines with probability bars."""
+    console.print(f"[bold]{title or result.path}[/bold]")
+    if result.error is not None:
+        console.print(f"  [red]error:[/red] {result.error}")
+        return
+    width = max(len(p.label) for p in result.predictions)
+    for rank, prediction in enumerate(result.predictions, 1):
+        bar = "█" * round(prediction.probability * 30)
+        console.print(
+            f"  {rank}. {prediction.label:<{width}}  {prediction.probability * 100:5.1f} %  "
+            f"[cyan]{bar}[/cyan]",
+            highlight=False,
+        )
+
+
+def _classify_photos(console: Console) -> str:
+    photos = sample_photos()
+    results = classify(list(photos.values()), backbone=DEFAULT_BACKBONE, top_k=5)
+    for (name, _), result in zip(photos.items(), results, strict=True):
+        print_classification(console, result, title=f"{name} ({result.path.rsplit('/', 1)[-1]})")
+    top = ", ".join(
+        f"{name}: {result.predictions[0].label}"
+        for name, result in zip(photos, results, strict=True)
+        if result.ok
+    )
+    return f"top-1 with {DEFAULT_BACKBONE}: {top}"
+
+
+DEMO_STEPS: list[DemoStep] = [
+    DemoStep("The pretrained model as a classifier", _classify_photos),
+]
+
+
+def run_demo(console: Console | None = None) -> list[str]:
+    """Run every demo step, printing as it goes; return the summary line of each step.
+
+    Example:
+        >>> summaries = run_demo(Console(quiet=True))
+        >>> summaries[0].startswith("top-1 with efficientnet_lite0.in1k: chelsea:")
+        True
+    """
+    console = console or Console()
+    summaries = []
+    for number, step in enumerate(DEMO_STEPS, 1):
+        console.rule(f"[bold]{number}. {step.title}")
+        summaries.append(step.run(console))
+    console.rule("[bold]Summary")
+    for number, summary in enumerate(summaries, 1):
+        console.print(f"{number}. {summary}", highlight=False)
+    return summaries

@@ -1,0 +1,100 @@
+"""The command line: JSON contracts, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import timm
+import torch
+from typer.testing import CliRunner
+
+from graft.cli import app
+
+runner = CliRunner()
+
+
+def test_backbones_json() -> None:
+    result = runner.invoke(app, ["backbones", "--json"])
+    assert result.exit_code == 0
+    listing = json.loads(result.stdout)
+    by_name = {entry["name"]: entry for entry in listing}
+    assert by_name["efficientnet_lite0.in1k"]["available"] is True
+    assert by_name["resnet50"]["source"] == "random"
+
+
+def test_backbones_table() -> None:
+    result = runner.invoke(app, ["backbones"])
+    assert result.exit_code == 0
+    assert "efficientnet_lite0.in1k" in result.stdout
+
+
+def test_classify_json_and_exit_code(tmp_path: Path, photos: dict[str, Path]) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff")
+    result = runner.invoke(
+        app, ["classify", str(photos["chelsea"]), str(broken), "--json", "-k", "3"]
+    )
+    assert result.exit_code == 1
+    documents = json.loads(result.stdout)
+    assert [len(d["predictions"]) for d in documents] == [3, 0]
+    assert set(documents[0]["predictions"][0]) >= {"label", "probability"}
+    assert "broken.jpg" in documents[1]["error"]
+
+
+def test_classify_table(photos: dict[str, Path]) -> None:
+    result = runner.invoke(app, ["classify", str(photos["coffee"]), "-k", "1"])
+    assert result.exit_code == 0
+    assert "espresso" in result.stdout
+
+
+def test_weights_add_round_trip_through_the_cli(tmp_path: Path, photos: dict[str, Path]) -> None:
+    good = tmp_path / "resnet50.pth"
+    torch.save(timm.create_model("resnet50").state_dict(), good)
+    added = runner.invoke(app, ["weights", "add", str(good), "--backbone", "resnet50"])
+    assert added.exit_code == 0, added.output
+    assert "stored resnet50.user" in added.stdout
+    classified = runner.invoke(
+        app, ["classify", str(photos["chelsea"]), "--backbone", "resnet50", "--json"]
+    )
+    assert classified.exit_code == 0, classified.output
+    assert len(json.loads(classified.stdout)[0]["predictions"]) == 5
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, photos: dict[str, Path]) -> None:
+    """Run the real console script so the top-level error handler is exercised."""
+    bad = tmp_path / "r18.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), bad)
+    process = subprocess.run(
+        [sys.executable, "-m", "graft", "weights", "add", str(bad), "--backbone", "resnet50"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert process.returncode == 2
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "missing keys" in lines[0]
+    unknown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "graft",
+            "classify",
+            str(photos["chelsea"]),
+            "-b",
+            "efficentnet_lite0",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert unknown.returncode == 2
+    assert "did you mean efficientnet_lite0" in unknown.stderr
+
+
+def test_demo_runs_offline() -> None:
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert "chelsea" in result.stdout and "espresso" in result.stdout

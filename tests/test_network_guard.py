@@ -1,0 +1,28 @@
+"""The suite itself refuses network access, so hidden downloads cannot pass unnoticed."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+
+def test_outbound_connection_is_blocked() -> None:
+    with pytest.raises(OSError, match="blocked"):
+        socket.create_connection(("93.184.216.34", 443), timeout=1)
+
+
+def test_name_lookup_is_blocked() -> None:
+    with pytest.raises(OSError, match="blocked"):
+        socket.getaddrinfo("huggingface.co", 443)
+
+
+def test_loopback_is_allowed() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    try:
+        with socket.create_connection(server.getsockname(), timeout=1):
+            pass
+    finally:
+        server.close()
