@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from graft.classify import classify
+from graft.classification import classify
 from graft.errors import ConfigError
 
 

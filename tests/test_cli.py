@@ -98,3 +98,15 @@ def test_demo_runs_offline() -> None:
     result = runner.invoke(app, ["demo"])
     assert result.exit_code == 0, result.output
     assert "chelsea" in result.stdout and "espresso" in result.stdout
+
+
+def test_looking_up_backbones_does_not_import_torch() -> None:
+    """Start-up stays fast: embedded records and the CLI's import need no PyTorch."""
+    code = (
+        "import sys, graft, graft.cli; graft.get_backbone('efficientnet_lite0.in1k'); "
+        "print('torch' in sys.modules)"
+    )
+    process = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert process.stdout.strip() == "False"

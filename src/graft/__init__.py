@@ -1,23 +1,35 @@
 """graft: offline-first transfer learning for image classification.
 
+The public API loads lazily: ``import graft`` is quick, and PyTorch is imported only when a
+model is built.
+
 Example:
     >>> import graft
     >>> graft.get_backbone(graft.DEFAULT_BACKBONE).name
     'efficientnet_lite0.in1k'
 """
 
-from graft import datasets
-from graft.classify import Classification, LabelScore, classify
-from graft.errors import ConfigError, DataError, GraftError, NetworkError, WeightsError
-from graft.zoo import (
-    DEFAULT_BACKBONE,
-    BackboneRecord,
-    GraftModel,
-    Preprocessing,
-    add_weights,
-    create_model,
-    get_backbone,
-    list_backbones,
+from typing import TYPE_CHECKING
+
+import lazy_loader
+
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__,
+    submodules=["datasets"],
+    submod_attrs={
+        "classification": ["Classification", "LabelScore", "classify"],
+        "errors": ["ConfigError", "DataError", "GraftError", "NetworkError", "WeightsError"],
+        "zoo": [
+            "DEFAULT_BACKBONE",
+            "BackboneRecord",
+            "GraftModel",
+            "Preprocessing",
+            "add_weights",
+            "create_model",
+            "get_backbone",
+            "list_backbones",
+        ],
+    },
 )
 
 __all__ = [
@@ -39,3 +51,18 @@ __all__ = [
     "get_backbone",
     "list_backbones",
 ]
+
+if TYPE_CHECKING:
+    from graft import datasets
+    from graft.classification import Classification, LabelScore, classify
+    from graft.errors import ConfigError, DataError, GraftError, NetworkError, WeightsError
+    from graft.zoo import (
+        DEFAULT_BACKBONE,
+        BackboneRecord,
+        GraftModel,
+        Preprocessing,
+        add_weights,
+        create_model,
+        get_backbone,
+        list_backbones,
+    )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
-from graft.classify import Classification, classify
+from graft.classification import Classification, classify
 from graft.datasets import sample_photos
 from graft.zoo.registry import DEFAULT_BACKBONE
 

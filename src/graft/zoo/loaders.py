@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -34,35 +33,6 @@ _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "wei
 #: Prefixes that wrappers (DataParallel, Lightning, EMA) put in front of every key.
 _PREFIXES = ("module.", "model.", "net.", "_orig_mod.")
 _MAX_KEYS_SHOWN = 5
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex SHA-256 of a file, read in 1 MiB chunks.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x"
-        >>> _ = p.write_bytes(b"graft")
-        >>> sha256_file(p)[:12]
-        '4e762e9903ee'
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_sha256(path: Path, expected: str | None, *, hint: str) -> None:
-    """Raise :class:`WeightsError` unless ``path`` hashes to ``expected`` (``None``: no check)."""
-    if expected is None:
-        return
-    actual = sha256_file(path)
-    if actual != expected:
-        raise WeightsError(
-            f"{path}: SHA-256 is {actual[:16]}..., expected {expected[:16]}...; the file is "
-            f"corrupt or was replaced ({hint})"
-        )
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
-
-from torch import nn
 
 from graft.errors import NetworkError, WeightsError
 from graft.zoo.embedded import load_embedded
 from graft.zoo.records import BackboneRecord
 from graft.zoo.store import load_stored, save_entry
+
+if TYPE_CHECKING:
+    from torch import nn
 
 #: Seconds to wait for the hub before declaring the network unreachable.
 HUB_TIMEOUT_S = 5.0

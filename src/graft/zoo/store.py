@@ -20,15 +20,16 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from graft.config import weights_dir
 from graft.errors import ConfigError, WeightsError
 from graft.fileio import atomic_path, write_json_atomic
-from graft.zoo.loaders import fit_state_dict, read_state_dict, sha256_file
+from graft.hashing import sha256_file, verify_sha256
 from graft.zoo.records import BackboneRecord, Preprocessing, WeightSource
+
+if TYPE_CHECKING:
+    import torch
 
 _TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
@@ -117,6 +118,8 @@ def add_weights(
         ConfigError: Unknown architecture, bad tag, or labels that do not match the head.
         WeightsError: The file is unreadable or does not fit (missing/unexpected keys listed).
     """
+    from graft.zoo.loaders import fit_state_dict, read_state_dict
+    from graft.zoo.model import build_network
     from graft.zoo.registry import architecture_record
 
     if not _TAG_PATTERN.match(tag):
@@ -126,8 +129,6 @@ def add_weights(
     base = architecture_record(architecture)
     state = read_state_dict(file)
     num_classes = _head_size(base, state)
-    from graft.zoo.model import build_network
-
     net = build_network(base, num_classes=num_classes)
     name = f"{architecture}.{tag}"
     fit_state_dict(net, state, source_name=str(file), target_name=architecture)
@@ -223,7 +224,7 @@ def load_stored(record: BackboneRecord, net: torch.nn.Module) -> None:
     """Verify the stored file's hash and load it strictly into ``net``."""
     from safetensors.torch import load_file
 
-    from graft.zoo.loaders import verify_sha256
+    from graft.zoo.loaders import fit_state_dict
 
     path = Path(record.weights.file or "")
     if not path.is_file():

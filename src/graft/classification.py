@@ -12,17 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from graft.data.files import collect_images
-from graft.data.loading import iter_batches
-from graft.data.transforms import eval_transform, resize_target
-from graft.device import resolve_device
 from graft.errors import ConfigError
 from graft.zoo.labels import label_names
-from graft.zoo.model import GraftModel, create_model
 from graft.zoo.registry import DEFAULT_BACKBONE
+
+if TYPE_CHECKING:
+    import torch
+
+    from graft.zoo.model import GraftModel
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,11 @@ def iter_classify(
         raise ConfigError(f"top-k must be at least 1, got {top_k}")
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    from graft.data.loading import iter_batches
+    from graft.data.transforms import eval_transform, resize_target
+    from graft.device import resolve_device
+    from graft.zoo.model import create_model
+
     found = collect_images(paths)
     for path, reason in found.missing:
         yield Classification(str(path), error=f"{path}: {reason}")
@@ -152,6 +157,8 @@ def iter_classify(
         yield from (results[str(path)] for path in batch.files)
 
 
-@torch.inference_mode()
 def _probabilities(model: GraftModel, pixels: torch.Tensor) -> torch.Tensor:
-    return model(pixels).float().softmax(dim=1).cpu()
+    import torch
+
+    with torch.inference_mode():
+        return model(pixels).float().softmax(dim=1).cpu()
