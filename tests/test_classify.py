@@ -31,10 +31,10 @@ def test_probabilities_are_sorted_and_sum_below_one(photos: dict[str, Path]) -> 
 
 @pytest.mark.parametrize("top_k", [0, -3])
 def test_top_k_must_be_positive(photos: dict[str, Path], top_k: int) -> None:
-    with pytest.raises(ConfigError, match="top-k must be at least 1"):
+    with pytest.raises(ConfigError, match=r"top-k must be at least 1"):
         classify([photos["chelsea"]], top_k=top_k)
 
 
 def test_headless_backbone_cannot_classify(photos: dict[str, Path]) -> None:
-    with pytest.raises(ConfigError, match="has no classifier head"):
+    with pytest.raises(ConfigError, match=r"has no classifier head"):
         classify([photos["chelsea"]], backbone="mobilenetv2_100.in1k_features")

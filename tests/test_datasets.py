@@ -23,7 +23,7 @@ def test_elpv_four_classes() -> None:
 
 
 def test_elpv_unknown_task() -> None:
-    with pytest.raises(ConfigError, match="ELPV task 'ternary' is not one of"):
+    with pytest.raises(ConfigError, match=r"ELPV task 'ternary' is not one of"):
         elpv("ternary")  # type: ignore[arg-type]
 
 

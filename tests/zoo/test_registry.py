@@ -51,7 +51,7 @@ def test_unknown_name_suggests_close_ones() -> None:
 
 
 def test_unknown_tag_is_an_error_not_a_download() -> None:
-    with pytest.raises(ConfigError, match="unknown backbone"):
+    with pytest.raises(ConfigError, match=r"unknown backbone"):
         get_backbone("resnet50.no_such_tag")
 
 
@@ -91,7 +91,7 @@ def test_user_weights_take_over_the_bare_name(tmp_path: Path) -> None:
 
 
 def test_hub_weights_need_allow_download() -> None:
-    with pytest.raises(WeightsError, match="--allow-download"):
+    with pytest.raises(WeightsError, match=r"--allow-download"):
         create_model("resnet18.a1_in1k")
 
 

@@ -94,7 +94,7 @@ class _Payload:
 def test_pickle_with_code_is_refused(tmp_path: Path) -> None:
     file = tmp_path / "evil.pth"
     file.write_bytes(pickle.dumps({"fc.weight": _Payload()}))
-    with pytest.raises(WeightsError, match="not a plain PyTorch state dict"):
+    with pytest.raises(WeightsError, match=r"not a plain PyTorch state dict"):
         add_weights(file, architecture="resnet18")
 
 
@@ -107,12 +107,12 @@ def test_non_weight_file_is_refused(tmp_path: Path, content: bytes) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match="no such weight file"):
+    with pytest.raises(WeightsError, match=r"no such weight file"):
         add_weights(tmp_path / "nope.pth", architecture="resnet18")
 
 
 def test_unknown_architecture(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown backbone 'resnet_18'"):
+    with pytest.raises(ConfigError, match=r"unknown backbone 'resnet_18'"):
         add_weights(tmp_path / "x.pth", architecture="resnet_18")
 
 
@@ -131,7 +131,7 @@ def test_tampered_store_file_is_refused(
     data = bytearray(stored.read_bytes())
     data[-10] ^= 0xFF
     stored.write_bytes(bytes(data))
-    with pytest.raises(WeightsError, match="SHA-256"):
+    with pytest.raises(WeightsError, match=r"SHA-256"):
         create_model("resnet18.user")
 
 

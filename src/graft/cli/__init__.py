@@ -18,7 +18,15 @@ import sys
 import typer
 from rich.console import Console
 
-from graft.cli import classify_cmd, demo_cmd, zoo_cmd
+from graft.cli import (
+    cache_cmd,
+    classify_cmd,
+    demo_cmd,
+    evaluate_cmd,
+    extract_cmd,
+    train_cmd,
+    zoo_cmd,
+)
 from graft.errors import GraftError
 
 app = typer.Typer(
@@ -31,6 +39,10 @@ app = typer.Typer(
 app.command("backbones")(zoo_cmd.backbones)
 app.add_typer(zoo_cmd.weights_app, name="weights")
 app.command("classify")(classify_cmd.classify)
+app.command("train")(train_cmd.train)
+app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("extract")(extract_cmd.extract)
+app.add_typer(cache_cmd.cache_app, name="cache")
 app.command("demo")(demo_cmd.demo)
 
 

@@ -144,6 +144,18 @@ class SqueezeNet(nn.Module):
         out: torch.Tensor = self.features(x)
         return out
 
+    #: Index in ``features`` after which each stage ends (conv1, fire3, fire5, fire9).
+    STAGE_ENDS = (1, 4, 7, 12)
+
+    def stage_output(self, x: torch.Tensor, stage: int) -> torch.Tensor:
+        """Return the feature map at the end of ``stage`` (0-based, see ``STAGE_ENDS``)."""
+        end = self.STAGE_ENDS[stage]
+        for index, module in enumerate(self.features):
+            x = module(x)
+            if index == end:
+                break
+        return x
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Return pooled features (``pre_logits``) or class scores from a feature map."""
         if pre_logits or self.num_classes == 0:

@@ -1,0 +1,54 @@
+"""``graft extract``: backbone features of a labelled set, to a file (and the cache)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from graft.cli.render import extraction_progress
+from graft.zoo.registry import DEFAULT_BACKBONE
+
+
+def extract(
+    data: Path = typer.Argument(..., help="Folder or CSV/TSV of labelled images."),
+    out: Path = typer.Option(..., help="Feature file to write (safetensors with JSON metadata)."),
+    backbone: str = typer.Option(
+        DEFAULT_BACKBONE, "--backbone", "-b", help="Backbone, or A,B to concatenate."
+    ),
+    layer: str = typer.Option("final", help="final, or stage1..stageN."),
+    pool: str = typer.Option("avg", help="avg or max."),
+    image_size: int | None = typer.Option(None, "--image-size", help="Input side in pixels."),
+    root: Path | None = typer.Option(
+        None, help="For a CSV/TSV: the folder its paths are relative to."
+    ),
+    engine: str = typer.Option("auto", help="auto, torch or openvino."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
+) -> None:
+    """Write features, paths, labels and splits of every usable image to one file."""
+    from graft.features import extract_dataset, save_features
+    from graft.training.linear import LinearOptions
+
+    specs = LinearOptions(backbone=backbone, layer=layer, pool=pool, image_size=image_size).specs()
+    console = Console()
+    with extraction_progress(console, "features") as progress:
+        result = extract_dataset(
+            data, specs, root=root, engine=engine, batch_size=batch_size, progress=progress
+        )
+    for _, reason in result.problems:
+        console.print(f"[yellow]skipped:[/yellow] {reason}", highlight=False, soft_wrap=True)
+    save_features(
+        out,
+        result.features,
+        result.paths,
+        result.labels,
+        result.splits,
+        [s.describe() for s in specs],
+    )
+    console.print(
+        f"wrote {out}: {result.features.shape[0]} images x {result.features.shape[1]} features "
+        f"({result.computed} computed, {result.cached} from the cache, "
+        f"{len(result.problems)} skipped)",
+        highlight=False,
+    )

@@ -1,0 +1,132 @@
+"""Rich rendering shared by the commands: data summaries, metrics, progress bars."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from graft.data.validate import DataReport
+
+MAX_LISTED = 10
+
+
+def data_summary(console: Console, report: DataReport) -> None:
+    """Print classes x splits counts, then problems and warnings (each with its fix)."""
+    counts = report.images.counts()
+    splits = list(counts)
+    table = Table(title=f"data: {report.images.source}", title_justify="left")
+    table.add_column("class")
+    for split in splits:
+        table.add_column(split, justify="right")
+    for label in report.images.classes:
+        table.add_row(label, *(str(counts[split].get(label, 0)) for split in splits))
+    table.add_row("[bold]total", *(f"[bold]{sum(counts[s].values())}" for s in splits))
+    console.print(table)
+    for _, reason in report.problems[:MAX_LISTED]:
+        console.print(f"[yellow]skipped:[/yellow] {reason}", highlight=False, soft_wrap=True)
+    if len(report.problems) > MAX_LISTED:
+        console.print(
+            f"[yellow]skipped:[/yellow] ... and {len(report.problems) - MAX_LISTED} more "
+            "(all are listed in the run's skipped.csv)"
+        )
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+
+
+def metrics_table(metrics: dict[str, dict[str, Any]]) -> Table:
+    """Return a table of accuracy, macro-F1 and n per split."""
+    table = Table()
+    table.add_column("split")
+    table.add_column("accuracy", justify="right")
+    table.add_column("macro-F1", justify="right")
+    table.add_column("n", justify="right")
+    for split, values in metrics.items():
+        table.add_row(
+            split,
+            f"{values['accuracy'] * 100:.2f} %",
+            f"{values['macro_f1']:.4f}",
+            str(values["n"]),
+        )
+    return table
+
+
+def per_class_table(metrics: dict[str, Any]) -> Table:
+    """Return precision, recall, F1 and support per class."""
+    table = Table()
+    for column in ("#", "class", "precision", "recall", "F1", "n"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for number, name in enumerate(metrics["classes"], 1):
+        values = metrics["per_class"][name]
+        table.add_row(
+            str(number),
+            name,
+            f"{values['precision']:.3f}",
+            f"{values['recall']:.3f}",
+            f"{values['f1']:.3f}",
+            str(values["support"]),
+        )
+    return table
+
+
+def confusion_table(metrics: dict[str, Any]) -> Table:
+    """Return the confusion matrix: rows are true classes, columns predicted (by number)."""
+    classes = metrics["classes"]
+    table = Table()
+    table.add_column("true \\ predicted")
+    for number in range(1, len(classes) + 1):
+        table.add_column(f"#{number}", justify="right")
+    for number, row in enumerate(metrics["confusion_matrix"], 1):
+        table.add_row(f"#{number} {classes[number - 1]}", *(str(v) for v in row))
+    return table
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:6.1f} img/s" if speed else "     - img/s", style="cyan")
+
+
+@contextmanager
+def extraction_progress(console: Console, description: str) -> Iterator[Callable[[int, int], None]]:
+    """Yield a ``(done, total)`` callback that drives a progress bar with images/s and ETA."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    task = progress.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if progress.live.is_started:
+            progress.stop()

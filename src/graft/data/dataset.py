@@ -1,0 +1,238 @@
+"""Reading a labelled image set from the three layouts users have.
+
+1. **Class folders**: ``DATA/<class>/<image>`` (Keras' ``image_dataset_from_directory``).
+2. **Split folders**: ``DATA/train|val|validation|test/<class>/<image>``, as in
+   ``cats_and_dogs_filtered``; the given splits are kept.
+3. **A table**: a CSV/TSV (or whitespace-separated) file of ``path,label`` rows, paths relative to
+   ``root`` (default: the table's folder); a path without extension is matched to an image file
+   (Kaggle's ``id`` columns). An optional ``split`` column keeps given splits, so a run's saved
+   ``split.csv`` reproduces it exactly.
+
+Reading never decodes an image: it only finds files and labels. Problems that make the set
+unusable (no classes, one class, a folder one level off) raise :class:`graft.errors.DataError`
+with the fix; files that cannot be used are listed in ``skipped``.
+
+Example:
+    >>> from graft.datasets import elpv
+    >>> images = from_items(elpv("binary"), source="elpv")
+    >>> images.classes, len(images.samples)
+    (['defective', 'functional'], 2624)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from graft.data.files import is_image_file, walk_folder
+from graft.data.images import SUPPORTED_FORMATS
+from graft.errors import DataError
+
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[Split, ...] = ("train", "val", "test")
+#: Folder and column values understood as split names (case-insensitive).
+SPLIT_NAMES: dict[str, Split] = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
+Layout = Literal["class-folders", "split-folders", "table", "items"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image; ``split`` is ``None`` until splits are assigned."""
+
+    path: Path
+    label: str
+    split: Split | None = None
+
+
+@dataclass
+class LabelledImages:
+    """A labelled image set as read from disk.
+
+    Attributes:
+        samples: Usable images with their labels (and splits where given).
+        source: What the user passed (folder, table, or a name).
+        layout: How it was read.
+        skipped: ``(path, reason)`` for files found but not usable.
+        notes: Warnings found while reading.
+    """
+
+    samples: list[Sample]
+    source: str
+    layout: Layout
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        """Sorted class names."""
+        return sorted({sample.label for sample in self.samples})
+
+    @property
+    def has_splits(self) -> bool:
+        """Whether every sample came with a split."""
+        return bool(self.samples) and all(sample.split is not None for sample in self.samples)
+
+    def split(self, name: Split) -> list[Sample]:
+        """Return the samples of one split."""
+        return [sample for sample in self.samples if sample.split == name]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Return ``{split: {class: count}}`` (split ``all`` when none are assigned)."""
+        table: dict[str, Counter[str]] = {}
+        for sample in self.samples:
+            table.setdefault(sample.split or "all", Counter())[sample.label] += 1
+        order = [*SPLITS, "all"]
+        return {name: dict(sorted(table[name].items())) for name in order if name in table}
+
+    def with_samples(self, samples: list[Sample]) -> LabelledImages:
+        """Return a copy holding ``samples`` instead."""
+        return replace(self, samples=samples)
+
+
+def read_labelled(source: str | Path, *, root: str | Path | None = None) -> LabelledImages:
+    """Read a labelled image set from a folder or a table (see the module docstring).
+
+    Args:
+        source: A folder (class folders or split folders) or a CSV/TSV file.
+        root: For a table: the folder its paths are relative to (default: the table's folder).
+
+    Raises:
+        DataError: The source does not exist, has no usable images, has one class only, or
+            looks one level off (the message names the folder to pass instead).
+    """
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"{path}: no such folder or file; pass a folder of class folders or a CSV")
+    if path.is_file():
+        from graft.data.table import read_table
+
+        images = read_table(path, root=Path(root) if root is not None else None)
+    else:
+        if root is not None:
+            raise DataError(
+                f"--root {root} only applies to a CSV/TSV source, and {path} is a folder"
+            )
+        images = _read_folder(path)
+    check_classes(images)
+    return images
+
+
+def from_items(items: Iterable[tuple[str | Path, str]], *, source: str) -> LabelledImages:
+    """Build a labelled set from ``(path, label)`` pairs, such as :func:`graft.datasets.elpv`."""
+    samples = [Sample(Path(path), str(label)) for path, label in items]
+    images = LabelledImages(samples, source=source, layout="items")
+    check_classes(images)
+    return images
+
+
+def check_classes(images: LabelledImages) -> None:
+    """Raise :class:`DataError` unless there are images of at least two classes."""
+    if not images.samples:
+        reasons = (
+            f" ({len(images.skipped)} files skipped, e.g. {images.skipped[0][1]})"
+            if images.skipped
+            else ""
+        )
+        raise DataError(
+            f"{images.source}: no labelled images found{reasons}; expected class folders "
+            f"(DATA/<class>/<image>) or a CSV of path,label rows ({SUPPORTED_FORMATS})"
+        )
+    if len(images.classes) < 2:
+        raise DataError(
+            f"{images.source}: only one class ({images.classes[0]!r}) found; a classifier needs "
+            "at least two classes: add a folder (or label) per class"
+        )
+
+
+def _read_folder(root: Path) -> LabelledImages:
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    loose = [p for p in root.iterdir() if p.is_file() and is_image_file(p)]
+    split_folders = {
+        p: SPLIT_NAMES[p.name.lower()] for p in folders if p.name.lower() in SPLIT_NAMES
+    }
+    if not folders:
+        hint = (
+            f"; it holds {len(loose)} images but no class folders: pass its parent "
+            f"{root.parent} if that holds one folder per class"
+            if loose
+            else ""
+        )
+        raise DataError(
+            f"{root}: expected one folder per class (or train/validation/test folders){hint}"
+        )
+    if len(folders) == 1 and not split_folders:
+        inner = folders[0]
+        inner_folders = [p for p in inner.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if len(inner_folders) >= 2:
+            raise DataError(
+                f"{root}: holds a single folder {inner.name!r} with {len(inner_folders)} folders "
+                f"inside; the data is probably one level down: pass {inner}"
+            )
+    if split_folders:
+        others = [p.name for p in folders if p not in split_folders]
+        images = LabelledImages([], source=str(root), layout="split-folders")
+        if others:
+            images.notes.append(
+                f"folders {', '.join(others)} are not split folders (train, val/validation, test) "
+                "and were ignored"
+            )
+        for folder, split in split_folders.items():
+            _read_class_folders(folder, images, split)
+        _check_split_classes(images)
+    else:
+        images = LabelledImages([], source=str(root), layout="class-folders")
+        _read_class_folders(root, images, None)
+    if loose:
+        images.notes.append(
+            f"{len(loose)} images directly in {root} are not in a class folder and were ignored"
+        )
+    return images
+
+
+def _read_class_folders(root: Path, images: LabelledImages, split: Split | None) -> None:
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if split is not None and any(p.name.lower() in SPLIT_NAMES for p in classes):
+        raise DataError(
+            f"{root}: split folders inside a split folder; pass the folder that holds "
+            f"train/validation/test, not {root.parent}"
+        )
+    for folder in classes:
+        files = walk_folder(folder)
+        found = 0
+        for file in files:
+            if is_image_file(file):
+                images.samples.append(Sample(file, folder.name, split))
+                found += 1
+            else:
+                images.skipped.append(
+                    (file, f"{file}: not an image file extension ({SUPPORTED_FORMATS})")
+                )
+        if found == 0:
+            where = f"{split} split" if split else "data"
+            images.notes.append(f"class folder {folder} is empty and was ignored ({where})")
+
+
+def _check_split_classes(images: LabelledImages) -> None:
+    by_split: dict[str, set[str]] = {}
+    for sample in images.samples:
+        by_split.setdefault(sample.split or "", set()).add(sample.label)
+    train = by_split.get("train", set())
+    for split, labels in by_split.items():
+        unknown = labels - train
+        if split != "train" and train and unknown:
+            raise DataError(
+                f"{images.source}: the {split} split has classes that train lacks "
+                f"({', '.join(sorted(unknown))}); every class needs training images"
+            )

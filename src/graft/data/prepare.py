@@ -1,0 +1,79 @@
+"""From what the user passed to a validated, split labelled set: the first step of every run.
+
+Example:
+    >>> from graft.datasets import elpv
+    >>> report = prepare(elpv("binary"), DataOptions(val=0.0, test=0.25), name="elpv")
+    >>> sorted(report.images.counts())
+    ['test', 'train']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from graft.data.dataset import LabelledImages, from_items, read_labelled
+from graft.data.splits import assign_splits, subset_train
+from graft.data.validate import DataReport, validate
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How to read and split the data (the ``graft train`` data options).
+
+    Attributes:
+        root: For a CSV/TSV source, the folder its paths are relative to.
+        val: Validation fraction (default 0.2 when the data has no splits).
+        test: Test fraction (default 0 when the data has no splits).
+        seed: Seeds the split and the subsets.
+        per_class: Keep at most this many training images per class.
+        limit: Keep at most this many training images in total (stratified).
+        dedupe: Drop images that also appear in an earlier split.
+    """
+
+    root: Path | None = None
+    val: float | None = None
+    test: float | None = None
+    seed: int = 0
+    per_class: int | None = None
+    limit: int | None = None
+    dedupe: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        data = asdict(self)
+        data["root"] = str(self.root) if self.root is not None else None
+        return data
+
+
+def prepare(
+    data: str | Path | LabelledImages | Iterable[tuple[str | Path, str]],
+    options: DataOptions | None = None,
+    *,
+    name: str | None = None,
+) -> DataReport:
+    """Read, split, subset and validate the data.
+
+    Args:
+        data: A folder, a CSV/TSV file, a :class:`LabelledImages`, or ``(path, label)`` pairs.
+        options: Split and subset options (defaults: :class:`DataOptions`).
+        name: A name for ``(path, label)`` pairs, used in messages.
+
+    Raises:
+        DataError: The data cannot train a classifier.
+        ConfigError: Bad fractions or counts.
+    """
+    options = options or DataOptions()
+    if isinstance(data, LabelledImages):
+        images = data
+    elif isinstance(data, (str, Path)):
+        images = read_labelled(data, root=options.root)
+    else:
+        images = from_items(data, source=name or "items")
+    images = assign_splits(images, val=options.val, test=options.test, seed=options.seed)
+    images = subset_train(
+        images, per_class=options.per_class, limit=options.limit, seed=options.seed
+    )
+    return validate(images, dedupe=options.dedupe)

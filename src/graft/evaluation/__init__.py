@@ -1,0 +1,12 @@
+"""Evaluation: metrics on predictions, and evaluating runs.
+
+Example:
+    >>> from graft.evaluation import classification_metrics
+    >>> callable(classification_metrics)
+    True
+"""
+
+from graft.evaluation.evaluate import evaluate
+from graft.evaluation.metrics import classification_metrics
+
+__all__ = ["classification_metrics", "evaluate"]

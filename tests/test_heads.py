@@ -1,0 +1,104 @@
+"""Classic heads: fit, probabilities, safe save/load, and agreement with scikit-learn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import LinearSVC
+
+from graft.errors import ConfigError, DataError
+from graft.heads import HEADS, ClassicHead, fit_head
+
+
+def _blobs(
+    n_classes: int, per_class: int = 30, dim: int = 8, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 3, (n_classes, dim))
+    x = np.vstack([rng.normal(c, 1.0, (per_class, dim)) for c in centers]).astype(np.float32)
+    y = np.repeat([f"class{i}" for i in range(n_classes)], per_class)
+    return x, y
+
+
+@pytest.mark.parametrize("kind", HEADS)
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_heads_fit_separable_data_and_round_trip(kind: str, n_classes: int, tmp_path: Path) -> None:
+    x, y = _blobs(n_classes)
+    head = fit_head(kind, x, y)
+    proba = head.predict_proba(x)
+    assert proba.shape == (len(x), n_classes)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    assert (np.array(head.predict(x)) == y).mean() > 0.95
+    head.save(tmp_path / "head.safetensors")
+    loaded = ClassicHead.load(tmp_path / "head.safetensors")
+    assert loaded.kind == kind and loaded.classes == head.classes and loaded.params == head.params
+    np.testing.assert_array_equal(loaded.predict_proba(x), proba)
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_logreg_equals_scikit_learn_at_the_chosen_c(n_classes: int) -> None:
+    x, y = _blobs(n_classes, seed=1)
+    head = fit_head("logreg", x, y)
+    standardized = (x - x.mean(0)) / x.std(0)
+    reference = LogisticRegression(C=head.params["C"], max_iter=3000).fit(standardized, y)
+    np.testing.assert_allclose(
+        head.predict_proba(x), reference.predict_proba(standardized), atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_svm_probabilities_equal_scikit_learns_calibration(n_classes: int) -> None:
+    x, y = _blobs(n_classes, seed=2)
+    head = fit_head("svm", x, y, seed=0)
+    standardized = (x - x.mean(0)) / x.std(0)
+    reference = CalibratedClassifierCV(
+        LinearSVC(C=head.params["C"], max_iter=10000),
+        method="sigmoid",
+        cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=0),
+        ensemble=False,
+    ).fit(standardized, y)
+    np.testing.assert_allclose(
+        head.predict_proba(x), reference.predict_proba(standardized), atol=1e-6
+    )
+
+
+def test_balanced_class_weight_helps_the_rare_class() -> None:
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 1, (200, 4)), rng.normal(1.2, 1, (12, 4))])
+    y = np.array(["common"] * 200 + ["rare"] * 12)
+    plain = fit_head("logreg", x, y)
+    balanced = fit_head("logreg", x, y, class_weight="balanced")
+    rare = y == "rare"
+    recall = lambda head: (np.array(head.predict(x[rare])) == "rare").mean()  # noqa: E731
+    assert recall(balanced) > recall(plain)
+    assert balanced.params["class_weight"] == "balanced"
+
+
+def test_tiny_classes_fall_back_without_cross_validation() -> None:
+    x = np.array([[0.0, 1.0], [1.0, 0.0], [0.1, 0.9]])
+    head = fit_head("logreg", x, np.array(["a", "b", "a"]))
+    assert "no CV" in head.params["selection"]
+
+
+def test_unknown_head_and_bad_labels() -> None:
+    x, y = _blobs(2)
+    with pytest.raises(ConfigError, match=r"head 'forest' is not one of"):
+        fit_head("forest", x, y)
+    with pytest.raises(ConfigError, match=r"class weight"):
+        fit_head("logreg", x, y, class_weight="auto")
+    with pytest.raises(DataError, match=r"at least two classes"):
+        fit_head("logreg", x, np.array(["a"] * len(x)))
+    with pytest.raises(DataError, match=r"not among the classes"):
+        fit_head("logreg", x, y, classes=["class0"])
+
+
+def test_a_non_head_file_is_refused(tmp_path: Path) -> None:
+    bogus = tmp_path / "head.safetensors"
+    bogus.write_bytes(b"nonsense")
+    with pytest.raises(DataError, match=r"not a graft head file"):
+        ClassicHead.load(bogus)
