@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def connect(path: Path, schema: str) -> sqlite3.Connection:
@@ -39,6 +41,22 @@ def connect(path: Path, schema: str) -> sqlite3.Connection:
             time.sleep(0.05)
     db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+#: Values per ``IN (...)`` query; SQLite builds before 3.32 allow at most 999 parameters.
+_IN_CHUNK = 500
+
+
+def select_in(
+    db: sqlite3.Connection, query: str, values: Sequence[Any], *, before: tuple[Any, ...] = ()
+) -> Iterator[tuple[Any, ...]]:
+    """Run ``query`` (which ends in ``IN ({marks})``) over ``values`` in chunks; yield the rows.
+
+    ``before`` holds the parameters that precede the ``IN`` list.
+    """
+    for start in range(0, len(values), _IN_CHUNK):
+        chunk = list(values[start : start + _IN_CHUNK])
+        yield from db.execute(query.format(marks=",".join("?" * len(chunk))), (*before, *chunk))
 
 
 class Transaction:

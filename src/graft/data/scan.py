@@ -28,7 +28,7 @@ from pathlib import Path
 
 from graft.config import max_pixels
 from graft.data.images import SUPPORTED_FORMATS
-from graft.sqlite import Transaction, connect
+from graft.sqlite import Transaction, connect, select_in
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -41,7 +41,6 @@ CREATE TABLE IF NOT EXISTS files (
     problem TEXT
 ) WITHOUT ROWID;
 """
-_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -122,18 +121,15 @@ class FileIndex:
 
     def _lookup(self, stats: dict[str, tuple[int, int]]) -> dict[str, FileInfo]:
         known: dict[str, FileInfo] = {}
-        paths = list(stats)
-        for start in range(0, len(paths), _CHUNK):
-            chunk = paths[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT path, size, mtime_ns, content_hash, width, height, problem FROM files "
-                f"WHERE path IN ({marks})",
-                chunk,
-            )
-            for path, size, mtime, digest, width, height, problem in rows:
-                if stats[path] == (size, mtime):
-                    known[path] = FileInfo(digest, width, height, problem)
+        query = (
+            "SELECT path, size, mtime_ns, content_hash, width, height, problem FROM files "
+            "WHERE path IN ({marks})"
+        )
+        for path, size, mtime, digest, width, height, problem in select_in(
+            self._db, query, list(stats)
+        ):
+            if stats[path] == (size, mtime):
+                known[path] = FileInfo(digest, width, height, problem)
         return known
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from graft.sqlite import Transaction, connect
+from graft.sqlite import Transaction, connect, select_in
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -45,7 +45,6 @@ CREATE TABLE IF NOT EXISTS features (
     PRIMARY KEY (feature_key, content_hash)
 ) WITHOUT ROWID;
 """
-_CHUNK = 500  # SQLite's parameter limit is 999 on old builds
 
 
 @dataclass(frozen=True)
@@ -89,19 +88,12 @@ class FeatureCache:
 
     def get(self, feature_key: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         """Return the cached vectors among ``hashes`` (missing ones are simply absent)."""
-        found: dict[str, np.ndarray] = {}
-        unique = list(dict.fromkeys(hashes))
-        for start in range(0, len(unique), _CHUNK):
-            chunk = unique[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT content_hash, vector FROM features WHERE feature_key = ? "
-                f"AND content_hash IN ({marks})",
-                (feature_key, *chunk),
-            )
-            for content_hash, blob in rows:
-                found[content_hash] = np.frombuffer(blob, dtype=np.float32)
-        return found
+        query = (
+            "SELECT content_hash, vector FROM features WHERE feature_key = ? "
+            "AND content_hash IN ({marks})"
+        )
+        rows = select_in(self._db, query, list(dict.fromkeys(hashes)), before=(feature_key,))
+        return {content_hash: np.frombuffer(blob, dtype=np.float32) for content_hash, blob in rows}
 
     def put(self, feature_key: str, vectors: Mapping[str, np.ndarray]) -> None:
         """Store vectors in one transaction (all or nothing)."""
