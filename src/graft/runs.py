@@ -177,23 +177,115 @@ class Prediction:
 class Predictor:
     """Raw images in, labels and probabilities out, with the run's own preprocessing.
 
-    Build one with :func:`load`.
+    Build one with :func:`load`; it serves every strategy (a classic head on features, or a
+    trained network).
     """
 
-    def __init__(
-        self, run_dir: Path, config: dict[str, Any], specs: list[FeatureSpec], head: ClassicHead
-    ) -> None:
+    def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
         self.run_dir = run_dir
         self.config = config
-        self.specs = specs
-        self.head = head
-        self._engines: list[Engine] = []
-        self.engine_name = str(config.get("engine", "auto"))
+        self.engine_name = str(
+            config.get("options", {}).get("engine", config.get("engine", "auto"))
+        )
 
     @property
     def classes(self) -> list[str]:
         """Class names, in probability-column order."""
-        return list(self.head.classes)
+        return list(self.config["classes"])
+
+    def _draft_size(self) -> int:
+        raise NotImplementedError
+
+    def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Return ``N x len(classes)`` probabilities for decoded RGB images."""
+        raise NotImplementedError
+
+    def predict_files(
+        self, paths: Sequence[Path], hashes: Sequence[str | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[Path, str]]]:
+        """Predict image files.
+
+        Returns:
+            Probabilities (rows of failed files are NaN), the mask of rows that succeeded, and
+            ``(path, reason)`` for files that failed.
+        """
+        predictions = self.predict(list(paths))
+        ok = np.array([p.error is None for p in predictions], dtype=bool)
+        proba = np.full((len(paths), len(self.classes)), np.nan)
+        for row, prediction in enumerate(predictions):
+            if prediction.error is None:
+                proba[row] = [prediction.probabilities[name] for name in self.classes]
+        failures = [
+            (Path(p), pred.error or "")
+            for p, pred in zip(paths, predictions, strict=True)
+            if pred.error
+        ]
+        return proba, ok, failures
+
+    def predict_proba(self, images: Sequence[Any], *, batch_size: int = 32) -> np.ndarray:
+        """Return ``N x len(classes)`` probabilities; unreadable inputs raise :class:`DataError`."""
+        predictions = self.predict(images, batch_size=batch_size)
+        failed = [p.error for p in predictions if p.error]
+        if failed:
+            raise DataError(failed[0] or "unreadable image")
+        return np.array([[p.probabilities[name] for name in self.classes] for p in predictions])
+
+    def predict(self, images: Sequence[Any], *, batch_size: int = 32) -> list[Prediction]:
+        """Predict paths, PIL images or ``H x W x 3`` uint8 arrays; bad files get ``error``.
+
+        The images are decoded and prepared exactly as for training (the backbone's own
+        preprocessing record).
+
+        Example:
+            >>> predictor = load("runs/cats")  # doctest: +SKIP
+            >>> images = ["a.jpg", PIL.Image.open("b.png")]  # doctest: +SKIP
+            >>> [p.label for p in predictor.predict(images)]  # doctest: +SKIP
+            ['cats', 'dogs']
+        """
+        draft = self._draft_size()
+        results: list[Prediction] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            decoded: list[Image.Image] = []
+            slots: list[int] = []
+            chunk_results: list[Prediction] = []
+            for item in chunk:
+                source = str(item) if isinstance(item, (str, Path)) else None
+                try:
+                    decoded.append(_to_image(item, draft))
+                    slots.append(len(chunk_results))
+                    chunk_results.append(Prediction("", 0.0, source=source))
+                except DataError as err:
+                    chunk_results.append(Prediction("", 0.0, source=source, error=str(err)))
+            if decoded:
+                proba = self.probabilities(decoded)
+                for slot, row in zip(slots, proba, strict=True):
+                    best = int(np.argmax(row))
+                    chunk_results[slot] = Prediction(
+                        self.classes[best],
+                        float(row[best]),
+                        {name: float(p) for name, p in zip(self.classes, row, strict=True)},
+                        source=chunk_results[slot].source,
+                    )
+            results.extend(chunk_results)
+        return results
+
+
+class LinearPredictor(Predictor):
+    """A classic head on backbone features (the linear strategy)."""
+
+    def __init__(
+        self, run_dir: Path, config: dict[str, Any], specs: list[FeatureSpec], head: ClassicHead
+    ) -> None:
+        super().__init__(run_dir, config)
+        self.specs = specs
+        self.head = head
+        self._engines: list[Engine] = []
+
+    def _draft_size(self) -> int:
+        from graft.data.transforms import resize_target
+
+        return max(resize_target(spec.preprocessing) for spec in self.specs)
 
     def features(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Return backbone features (concatenated over the run's backbones) for RGB images."""
@@ -222,15 +314,14 @@ class Predictor:
             blocks.append(engine(torch.stack([transform(image) for image in images]).numpy()))
         return np.concatenate(blocks, axis=1)
 
+    def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Features through the classic head."""
+        return self.head.predict_proba(self.features(images))
+
     def predict_files(
         self, paths: Sequence[Path], hashes: Sequence[str | None] | None = None
     ) -> tuple[np.ndarray, np.ndarray, list[tuple[Path, str]]]:
-        """Predict image files through the feature cache (fast for files seen before).
-
-        Returns:
-            Probabilities (rows of failed files are NaN), the mask of rows that succeeded, and
-            ``(path, reason)`` for files that failed.
-        """
+        """Predict image files through the feature cache (fast for files seen before)."""
         from graft.features.extract import extract_features
 
         ok = np.ones(len(paths), dtype=bool)
@@ -246,55 +337,86 @@ class Predictor:
             proba[ok] = self.head.predict_proba(np.concatenate(blocks, axis=1)[ok])
         return proba, ok, list(failures.items())
 
-    def predict_proba(self, images: Sequence[Any], *, batch_size: int = 32) -> np.ndarray:
-        """Return ``N x len(classes)`` probabilities; unreadable inputs raise :class:`DataError`."""
-        predictions = self.predict(images, batch_size=batch_size)
-        failed = [p.error for p in predictions if p.error]
-        if failed:
-            raise DataError(failed[0] or "unreadable image")
-        return np.array([[p.probabilities[name] for name in self.classes] for p in predictions])
 
-    def predict(self, images: Sequence[Any], *, batch_size: int = 32) -> list[Prediction]:
-        """Predict paths, PIL images or ``H x W x 3`` uint8 arrays; bad files get ``error``.
+class NeuralPredictor(Predictor):
+    """A trained network (head, finetune and scratch strategies), run by the inference engine."""
 
-        The images are decoded and prepared exactly as for training (each backbone's own
-        preprocessing record).
+    def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
+        from graft.training.neural import load_neural_model
+        from graft.zoo.records import Preprocessing
 
-        Example:
-            >>> predictor = load("runs/cats")  # doctest: +SKIP
-            >>> images = ["a.jpg", PIL.Image.open("b.png")]  # doctest: +SKIP
-            >>> [p.label for p in predictor.predict(images)]  # doctest: +SKIP
-            ['cats', 'dogs']
-        """
+        super().__init__(run_dir, config)
+        self.model = load_neural_model(run_dir, config)
+        self.preprocessing = Preprocessing.from_dict(config["backbone"]["preprocessing"])
+        self._engine: Engine | None = None
+
+    def _draft_size(self) -> int:
         from graft.data.transforms import resize_target
 
-        draft = max(resize_target(spec.preprocessing) for spec in self.specs)
-        results: list[Prediction] = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            decoded: list[Image.Image] = []
-            slots: list[int] = []
-            chunk_results: list[Prediction] = []
-            for item in chunk:
-                source = str(item) if isinstance(item, (str, Path)) else None
-                try:
-                    decoded.append(_to_image(item, draft))
-                    slots.append(len(chunk_results))
-                    chunk_results.append(Prediction("", 0.0, source=source))
-                except DataError as err:
-                    chunk_results.append(Prediction("", 0.0, source=source, error=str(err)))
-            if decoded:
-                proba = self.head.predict_proba(self.features(decoded))
-                for slot, row in zip(slots, proba, strict=True):
-                    best = int(np.argmax(row))
-                    chunk_results[slot] = Prediction(
-                        self.classes[best],
-                        float(row[best]),
-                        {name: float(p) for name, p in zip(self.classes, row, strict=True)},
-                        source=chunk_results[slot].source,
-                    )
-            results.extend(chunk_results)
-        return results
+        return resize_target(self.preprocessing)
+
+    def _run(self, pixels: np.ndarray) -> np.ndarray:
+        """The network's softmax on uint8 pixels ``N x 3 x S x S``."""
+        if self._engine is None:
+            from graft.features.engines import create_engine
+            from graft.hashing import sha256_file
+
+            self._engine = create_engine(
+                _softmax_module(self.model),
+                input_size=self.preprocessing.input_size,
+                engine=self.engine_name,
+                cache_key=f"run-{sha256_file(self.run_dir / 'model.safetensors')[:24]}",
+            )
+        return np.asarray(self._engine(pixels), dtype=np.float64)
+
+    def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """The network's softmax on decoded RGB images."""
+        import torch
+
+        from graft.data.transforms import eval_transform
+
+        transform = eval_transform(self.preprocessing)
+        return self._run(torch.stack([transform(image) for image in images]).numpy())
+
+    def predict_files(
+        self, paths: Sequence[Path], hashes: Sequence[str | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[Path, str]]]:
+        """Predict image files, decoding on worker threads while the network runs."""
+        from graft.data.loading import iter_batches
+        from graft.data.transforms import eval_transform
+
+        files = [Path(p) for p in paths]
+        proba = np.full((len(files), len(self.classes)), np.nan)
+        ok = np.zeros(len(files), dtype=bool)
+        failures: list[tuple[Path, str]] = []
+        position = 0
+        batches = iter_batches(
+            files, eval_transform(self.preprocessing), draft_size=self._draft_size()
+        )
+        for batch in batches:
+            failed = {path for path, _ in batch.failures}
+            rows = [position + i for i, path in enumerate(batch.files) if path not in failed]
+            position += len(batch.files)
+            failures.extend(batch.failures)
+            if rows:
+                proba[rows] = self._run(batch.pixels.numpy())
+                ok[rows] = True
+        return proba, ok, failures
+
+
+def _softmax_module(model: Any) -> Any:
+    """Wrap a model so it returns probabilities (what the inference engine runs)."""
+    from torch import nn
+
+    class Softmax(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixels: Any) -> Any:
+            return self.model(pixels).float().softmax(dim=1)
+
+    return Softmax().eval()
 
 
 def _to_image(item: Any, draft_size: int) -> Image.Image:
@@ -336,10 +458,12 @@ def load(run_dir: str | Path) -> Predictor:
     folder = Path(run_dir)
     config = read_config(folder)
     strategy = config.get("strategy")
-    if strategy != "linear":
-        raise ConfigError(f"{folder}: strategy {strategy!r} cannot be loaded by this graft version")
-    specs = [_spec(folder, entry) for entry in config["features"]]
-    return Predictor(folder, config, specs, ClassicHead.load(folder / HEAD))
+    if strategy == "linear":
+        specs = [_spec(folder, entry) for entry in config["features"]]
+        return LinearPredictor(folder, config, specs, ClassicHead.load(folder / HEAD))
+    if strategy in ("head", "finetune", "scratch"):
+        return NeuralPredictor(folder, config)
+    raise ConfigError(f"{folder}: strategy {strategy!r} cannot be loaded by this graft version")
 
 
 def _spec(folder: Path, entry: dict[str, Any]) -> FeatureSpec:

@@ -15,7 +15,7 @@ from graft.cli import app
 from graft.data.prepare import DataOptions
 from graft.errors import ConfigError, DataError
 from graft.runs import read_predictions
-from graft.training import LinearOptions, train
+from graft.training import LinearOptions, train_linear
 from synthetic import tinted_image, write_class_folders
 
 FAST = LinearOptions(engine="torch")
@@ -24,7 +24,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def run(split_folders: Path, tmp_path: Path) -> graft.training.RunResult:
-    return train(split_folders, out=tmp_path / "run", options=FAST)
+    return train_linear(split_folders, out=tmp_path / "run", options=FAST)
 
 
 def test_run_directory_describes_itself(run: graft.training.RunResult) -> None:
@@ -104,16 +104,16 @@ def test_evaluate_on_data_with_other_classes(run: graft.training.RunResult, tmp_
 
 def test_existing_out_needs_overwrite(run: graft.training.RunResult, split_folders: Path) -> None:
     with pytest.raises(ConfigError, match=r"already exists; pass --overwrite"):
-        train(split_folders, out=run.run_dir, options=FAST)
-    again = train(split_folders, out=run.run_dir, options=FAST, overwrite=True)
+        train_linear(split_folders, out=run.run_dir, options=FAST)
+    again = train_linear(split_folders, out=run.run_dir, options=FAST, overwrite=True)
     assert again.extraction["computed"] == 0  # every feature came from the cache
 
 
 def test_split_manifest_reproduces_the_run(class_folders: Path, tmp_path: Path) -> None:
-    first = train(
+    first = train_linear(
         class_folders, out=tmp_path / "a", options=FAST, data_options=DataOptions(val=0.25, seed=7)
     )
-    second = train(tmp_path / "a" / "split.csv", out=tmp_path / "b", options=FAST)
+    second = train_linear(tmp_path / "a" / "split.csv", out=tmp_path / "b", options=FAST)
     assert (tmp_path / "a" / "split.csv").read_text() == (tmp_path / "b" / "split.csv").read_text()
     assert first.metrics == second.metrics
     assert (
@@ -124,14 +124,14 @@ def test_split_manifest_reproduces_the_run(class_folders: Path, tmp_path: Path) 
 
 def test_corrupt_files_are_skipped_and_listed(split_folders: Path, tmp_path: Path) -> None:
     (split_folders / "train" / "red" / "broken.png").write_text("x")
-    result = train(split_folders, out=tmp_path / "run", options=FAST)
+    result = train_linear(split_folders, out=tmp_path / "run", options=FAST)
     skipped = (tmp_path / "run" / "skipped.csv").read_text()
     assert "broken.png" in skipped and result.metrics["val"]["n"] == 8
 
 
 @pytest.mark.parametrize("head", ["svm", "knn", "centroid"])
 def test_other_heads_train_and_load(split_folders: Path, tmp_path: Path, head: str) -> None:
-    result = train(
+    result = train_linear(
         split_folders, out=tmp_path / head, options=LinearOptions(engine="torch", head=head)
     )
     assert result.metrics["val"]["accuracy"] >= 0.75  # 8 images: one or two errors allowed
@@ -140,7 +140,7 @@ def test_other_heads_train_and_load(split_folders: Path, tmp_path: Path, head: s
 
 def test_two_backbones_concatenate(split_folders: Path, tmp_path: Path) -> None:
     options = LinearOptions(engine="torch", backbone="efficientnet_lite0.in1k,squeezenet1_1.in1k")
-    result = train(split_folders, out=tmp_path / "both", options=options)
+    result = train_linear(split_folders, out=tmp_path / "both", options=options)
     predictor = graft.load(result.run_dir)
     assert len(predictor.specs) == 2
     assert predictor.head.arrays["mean"].shape == (1280 + 512,)
@@ -215,7 +215,7 @@ def test_cli_extract_and_cache(class_folders: Path, tmp_path: Path) -> None:
 @pytest.mark.realdata
 def test_potato_disease_with_few_training_images(shared_data: Path, tmp_path: Path) -> None:
     """Real leaves, 30 training images per class: transfer already separates the diseases."""
-    result = train(
+    result = train_linear(
         shared_data / "potato_disease",
         out=tmp_path / "potato",
         data_options=DataOptions(per_class=30, seed=0),

@@ -20,6 +20,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from graft.training.callbacks import Callback
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -96,6 +98,65 @@ def confusion_table(metrics: dict[str, Any]) -> Table:
     for number, row in enumerate(metrics["confusion_matrix"], 1):
         table.add_row(f"#{number} {classes[number - 1]}", *(str(v) for v in row))
     return table
+
+
+class TrainingProgress(Callback):
+    """A progress bar per epoch (loss, images/s) and one summary line per finished epoch."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def on_train_begin(self, state: dict[str, Any]) -> None:
+        if state["epoch"]:
+            self.console.print(
+                f"resuming {state['run_dir']} after epoch {state['epoch']}", highlight=False
+            )
+
+    def on_epoch_begin(self, state: dict[str, Any]) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("[cyan]{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        description = (
+            f"epoch {state['epoch'] + 1}/{state['total_epochs']} {state['phase']} ({state['path']})"
+        )
+        self.task = self.progress.add_task(description, total=state["steps"], loss="-", rate="")
+        self.progress.start()
+
+    def on_batch_end(self, state: dict[str, Any]) -> None:
+        if self.progress is not None:
+            batch = state["batch"]
+            self.progress.update(
+                self.task,
+                advance=1,
+                loss=f"{batch['loss']:.3f}",
+                rate=f"{batch['images_per_s']:.1f} img/s",
+            )
+
+    def on_epoch_end(self, state: dict[str, Any]) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        r = state["record"]
+        line = (
+            f"epoch {r['epoch']}/{state['total_epochs']} {r['phase']:<8} "
+            f"train loss {r['train_loss']:.4f} acc {r['train_accuracy'] * 100:5.1f} %"
+        )
+        if "val_accuracy" in r:
+            line += (
+                f" | val loss {r['val_loss']:.4f} acc {r['val_accuracy'] * 100:5.2f} % "
+                f"F1 {r['val_macro_f1']:.4f}"
+            )
+        line += f" | {r['seconds']:.1f} s ({r['images_per_s']:.1f} img/s)"
+        line += f" + eval {r['eval_seconds']:.1f} s"
+        self.console.print(line, highlight=False)
 
 
 class _RateColumn(ProgressColumn):

@@ -1,39 +1,43 @@
-"""``graft train``: train a classifier on a labelled folder or table."""
+"""``graft train``: train a classifier on a labelled folder or table, with any strategy."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
-from graft.cli.render import data_summary, extraction_progress, metrics_table
+from graft.cli.render import TrainingProgress, data_summary, extraction_progress, metrics_table
 from graft.zoo.registry import DEFAULT_BACKBONE
 
 
 def train(
-    data: Path = typer.Argument(
-        ..., help="Folder (class folders or train/val/test folders) or CSV/TSV of path,label."
+    data: Path | None = typer.Argument(
+        None, help="Folder (class folders or train/val/test folders) or CSV/TSV of path,label."
     ),
     root: Path | None = typer.Option(
         None, help="For a CSV/TSV: the folder its paths are relative to."
     ),
-    strategy: str = typer.Option("linear", help="linear: a classic head on cached features."),
-    head: str = typer.Option("logreg", help="logreg, svm, knn or centroid."),
+    strategy: str = typer.Option(
+        "linear", help="linear (classic head on cached features), head, finetune or scratch."
+    ),
+    head: str = typer.Option("logreg", help="linear: logreg, svm, knn or centroid."),
     backbone: str = typer.Option(
-        DEFAULT_BACKBONE, "--backbone", "-b", help="Backbone, or A,B to concatenate."
+        DEFAULT_BACKBONE, "--backbone", "-b", help="Backbone; linear: A,B to concatenate; run:DIR."
     ),
     out: Path | None = typer.Option(
         None, help="Run directory (default runs/<data>-<strategy>-<time>)."
     ),
+    resume: Path | None = typer.Option(
+        None, help="Continue an interrupted run (neural strategies)."
+    ),
     val: float | None = typer.Option(
-        None, help="Validation fraction when the data has no split (default 0.2)."
+        None, help="Validation fraction when the data has no split (0.2)."
     ),
-    test: float | None = typer.Option(
-        None, help="Test fraction when the data has no split (default 0)."
-    ),
-    seed: int = typer.Option(0, help="Seeds splits, subsets and cross-validation."),
+    test: float | None = typer.Option(None, help="Test fraction when the data has no split (0)."),
+    seed: int = typer.Option(0, help="Seeds splits, subsets, initialisation and data order."),
     per_class: int | None = typer.Option(
         None, "--per-class", help="At most N training images per class."
     ),
@@ -42,72 +46,128 @@ def train(
     class_weight: str | None = typer.Option(
         None, "--class-weight", help="balanced: weight rare classes up."
     ),
-    layer: str = typer.Option(
-        "final", help="final, or stage1..stageN for earlier, more generic features."
+    layer: str = typer.Option("final", help="linear: final, or stage1..stageN (earlier features)."),
+    pool: str = typer.Option("avg", help="linear: avg or max spatial pooling."),
+    image_size: int | None = typer.Option(None, "--image-size", help="Input side in pixels."),
+    engine: str = typer.Option("auto", help="auto, torch or openvino (for frozen parts)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per step."),
+    epochs: int = typer.Option(5, help="Neural: total epochs."),
+    freeze_epochs: int = typer.Option(
+        1, "--freeze-epochs", help="finetune: epochs before unfreezing."
     ),
-    pool: str = typer.Option("avg", help="avg or max spatial pooling."),
-    image_size: int | None = typer.Option(
-        None, "--image-size", help="Input side in pixels (default: the backbone's)."
+    unfreeze: str = typer.Option("2", help="finetune: top stages to unfreeze, or all."),
+    lr: float = typer.Option(1e-3, help="Neural: learning rate of the new head (AdamW)."),
+    backbone_lr: float = typer.Option(
+        0.1, "--backbone-lr", help="finetune: top stage's rate / --lr."
     ),
-    engine: str = typer.Option("auto", help="auto, torch or openvino."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
+    stage_lr_decay: float = typer.Option(
+        0.5, "--stage-lr-decay", help="Rate factor per stage down."
+    ),
+    weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay."),
+    schedule: str = typer.Option("cosine", help="cosine (with warmup) or onecycle."),
+    label_smoothing: float = typer.Option(0.1, "--label-smoothing", help="Label smoothing."),
+    sampler: str = typer.Option("random", help="random or balanced (equal classes per epoch)."),
+    augment: str = typer.Option("standard", help="none, light, standard, strong, or a JSON file."),
+    hidden: int | None = typer.Option(None, help="Neural: width of a hidden layer in the head."),
+    dropout: float = typer.Option(0.2, help="Neural: dropout in the head."),
+    bn: str = typer.Option(
+        "eval",
+        help="BatchNorm statistics: eval (keep pretrained), unfrozen, or train (all update).",
+    ),
+    monitor: str = typer.Option("val_accuracy", help="val_accuracy, val_macro_f1 or val_loss."),
+    patience: int | None = typer.Option(None, help="Early stopping after N epochs without gain."),
+    precision: str = typer.Option("auto", help="auto (bf16 where native), fp32 or bf16."),
+    workers: int | None = typer.Option(None, help="Data-loading processes."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
     overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
 ) -> None:
-    """Train a classifier: validate the data, extract features (cached), fit, evaluate, save."""
-    from graft.data.prepare import DataOptions
-    from graft.errors import ConfigError
-    from graft.training import STRATEGIES, LinearOptions
+    """Train a classifier: validate the data, train, evaluate, save the run directory."""
+    from graft.training import RunResult
     from graft.training import train as run_training
 
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"strategy {strategy!r} is not one of: {', '.join(STRATEGIES)}")
     console = Console(stderr=as_json)
-    data_options = DataOptions(
-        root=root, val=val, test=test, seed=seed, per_class=per_class, limit=limit, dedupe=dedupe
-    )
-    options = LinearOptions(
-        backbone=backbone,
-        head=head,
-        class_weight=class_weight,
-        layer=layer,
-        pool=pool,
-        image_size=image_size,
-        engine=engine,
-        batch_size=batch_size,
-    )
+    data_options: dict[str, Any] = {
+        "root": root,
+        "val": val,
+        "test": test,
+        "seed": seed,
+        "per_class": per_class,
+        "limit": limit,
+        "dedupe": dedupe,
+    }
+    common: dict[str, Any] = {
+        "backbone": backbone,
+        "class_weight": class_weight,
+        "image_size": image_size,
+        "engine": engine,
+        "batch_size": batch_size,
+    }
+    options: dict[str, Any]
+    if strategy == "linear" and resume is None:
+        options = {**common, "head": head, "layer": layer, "pool": pool}
+    else:
+        options = {
+            **common,
+            "epochs": epochs,
+            "freeze_epochs": freeze_epochs,
+            "unfreeze": unfreeze,
+            "lr": lr,
+            "backbone_lr": backbone_lr,
+            "stage_lr_decay": stage_lr_decay,
+            "weight_decay": weight_decay,
+            "schedule": schedule,
+            "label_smoothing": label_smoothing,
+            "sampler": sampler,
+            "augment": augment,
+            "hidden": hidden,
+            "dropout": dropout,
+            "bn": bn,
+            "monitor": monitor,
+            "patience": patience,
+            "precision": precision,
+            "workers": workers,
+            "device": None if device == "auto" else device,
+        }
+    report = lambda images: data_summary(console, images)  # noqa: E731
     with extraction_progress(console, "features") as progress:
         result = run_training(
             data,
+            strategy=strategy,
             out=out,
-            data_options=data_options,
-            options=options,
+            resume=resume,
             overwrite=overwrite,
-            on_report=lambda report: data_summary(console, report),
+            on_report=report,
             progress=progress,
+            callbacks=[TrainingProgress(console)],
+            **data_options,
+            **options,
         )
-    summary = {
+    summary: dict[str, Any] = {
         "run_dir": str(result.run_dir),
         "metrics": {
             split: {k: v for k, v in m.items() if k in ("accuracy", "macro_f1", "n")}
             for split, m in result.metrics.items()
         },
-        "head": result.head_params,
-        "extraction": result.extraction,
-        "timings_s": {k: round(v, 2) for k, v in result.timings.items()},
     }
+    if isinstance(result, RunResult):
+        summary.update(head=result.head_params, extraction=result.extraction)
+    else:
+        summary["history"] = result.history
+    summary["timings_s"] = {k: round(v, 2) for k, v in result.timings.items()}
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    console.print(f"[bold]{strategy} probe[/bold]: {head} head on {backbone}", highlight=False)
+    console.print(f"[bold]{strategy}[/bold] on {backbone}", highlight=False)
     console.print(metrics_table(result.metrics))
-    extraction = result.extraction
-    console.print(
-        f"features: {extraction['computed']} computed ({extraction['engine'] or 'none'}), "
-        f"{extraction['cached']} from the cache; head: "
-        + ", ".join(f"{k}={v}" for k, v in result.head_params.items()),
-        highlight=False,
-    )
+    if "extraction" in summary:
+        extraction = summary["extraction"]
+        console.print(
+            f"features: {extraction['computed']} computed ({extraction['engine'] or 'none'}), "
+            f"{extraction['cached']} from the cache; head: "
+            + ", ".join(f"{k}={v}" for k, v in summary["head"].items()),
+            highlight=False,
+        )
     console.print(
         "time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()), highlight=False
     )

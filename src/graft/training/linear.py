@@ -10,7 +10,7 @@ Example:
     >>> import tempfile, pathlib
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "run"
     >>> options = DataOptions(val=0.0, test=0.25)
-    >>> result = train(elpv("binary")[:200], out=out, data_options=options, name="elpv")
+    >>> result = train_linear(elpv("binary")[:200], out=out, data_options=options, name="elpv")
     >>> sorted(result.metrics)
     ['test']
 """
@@ -48,8 +48,6 @@ from graft.runs import (
     write_skipped,
 )
 from graft.zoo.registry import DEFAULT_BACKBONE
-
-STRATEGIES = ("linear",)
 
 
 @dataclass(frozen=True)
@@ -108,10 +106,10 @@ class RunResult:
     head_params: dict[str, Any] = field(default_factory=dict)
 
 
-def train(
+def train_linear(
     data: str | Path | LabelledImages | Iterable[tuple[str | Path, str]],
     *,
-    out: Path | None = None,
+    out: str | Path | None = None,
     data_options: DataOptions | None = None,
     options: LinearOptions | None = None,
     name: str | None = None,
@@ -166,7 +164,7 @@ def train(
         seed=data_options.seed,
     )
     clock.lap("fit")
-    run_dir = out or default_run_dir(report.images.source, "linear")
+    run_dir = Path(out) if out is not None else default_run_dir(report.images.source, "linear")
     metrics: dict[str, dict[str, Any]] = {}
     with staged_run_dir(run_dir, overwrite=overwrite) as staging:
         for split in ("val", "test"):

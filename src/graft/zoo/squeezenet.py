@@ -144,8 +144,20 @@ class SqueezeNet(nn.Module):
         out: torch.Tensor = self.features(x)
         return out
 
-    #: Index in ``features`` after which each stage ends (conv1, fire3, fire5, fire9).
+    #: Index in ``features`` after which each feature-extraction stage ends (conv1, fire3,
+    #: fire5, fire9): the ``stageN`` layers of ``graft extract``.
     STAGE_ENDS = (1, 4, 7, 12)
+    #: The modules in ``features`` that hold parameters: the stem, then each fire module.
+    _PARAMETRIC = (0, 3, 4, 6, 7, 9, 10, 11, 12)
+
+    @classmethod
+    def stage_of(cls, index: int) -> int:
+        """Return the fine-tuning stage (0 = stem) that ``features[index]`` belongs to."""
+        return sum(1 for start in cls._PARAMETRIC[1:] if start <= index)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """timm's parameter grouping: the stem, then one group per fire module."""
+        return {"stem": r"^features\.0\.", "blocks": r"^features\.(\d+)\."}
 
     def stage_output(self, x: torch.Tensor, stage: int) -> torch.Tensor:
         """Return the feature map at the end of ``stage`` (0-based, see ``STAGE_ENDS``)."""

@@ -1,0 +1,404 @@
+"""Neural strategies: frozen parts stay frozen, schedules, fast paths, exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import graft
+from graft.errors import ConfigError, DataError
+from graft.training import Callback, NeuralOptions, train_neural
+from graft.training.loop import lr_factor
+from graft.training.neural import plan_phases
+from synthetic import write_class_folders
+
+#: Small and quick: torch for frozen parts (no conversion), no worker processes.
+QUICK = {"engine": "torch", "workers": 0, "batch_size": 4}
+
+
+def _options(**overrides: Any) -> NeuralOptions:
+    return NeuralOptions(**{**QUICK, **overrides})
+
+
+class Recorder(Callback):
+    """Records, per epoch, which parameters got gradients, the learning rates of each step,
+    and a frozen and an unfrozen BatchNorm's running mean."""
+
+    def __init__(self) -> None:
+        self.grads: dict[int, set[str]] = {}
+        self.lrs: list[tuple[int, dict[str, float]]] = []
+        self.phases: dict[int, str] = {}
+
+    def on_epoch_begin(self, state: dict[str, Any]) -> None:
+        self.phases[state["epoch"]] = state["phase"]
+
+    def on_batch_end(self, state: dict[str, Any]) -> None:
+        model = state["model"]
+        epoch = state["epoch"]
+        if epoch not in self.grads:
+            self.grads[epoch] = {
+                n
+                for n, p in model.named_parameters()
+                if p.grad is not None and p.grad.abs().sum() > 0
+            }
+        self.lrs.append((epoch, {g["name"]: g["lr"] for g in state["optimizer"].param_groups}))
+
+
+def _bn_means(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: b.clone() for n, b in model.named_buffers() if n.endswith("running_mean")}
+
+
+def test_phases_of_each_strategy() -> None:
+    assert [
+        (p.name, p.epochs, p.top)
+        for p in plan_phases(NeuralOptions(strategy="head", epochs=3), stage_count=8)
+    ] == [("head", 3, 0)]
+    finetune = plan_phases(
+        NeuralOptions(
+            epochs=4, freeze_epochs=1, unfreeze="all", lr=1e-3, backbone_lr=0.1, stage_lr_decay=0.5
+        ),
+        stage_count=3,
+    )
+    assert [(p.name, p.top) for p in finetune] == [("head", 0), ("unfrozen", 3)]
+    assert finetune[1].base_lrs == pytest.approx(
+        {"head": 5e-4, "@0": 1e-4, "@1": 5e-5, "@2": 2.5e-5}
+    )
+    scratch = plan_phases(NeuralOptions(strategy="scratch", epochs=2), stage_count=3)
+    assert scratch[0].top == 3 and len(scratch[0].base_lrs) == 4
+
+
+def test_bad_options_are_refused(split_folders: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--freeze-epochs 3 must be below --epochs 3"):
+        train_neural(split_folders, out=tmp_path / "r", options=_options(epochs=3, freeze_epochs=3))
+    with pytest.raises(ConfigError, match=r"--unfreeze '99' must be 1\.\.8"):
+        train_neural(split_folders, out=tmp_path / "r", options=_options(epochs=2, unfreeze="99"))
+    with pytest.raises(ConfigError, match=r"unknown option 'epoch' .* did you mean 'epochs'"):
+        graft.train(split_folders, strategy="head", epoch=3)
+
+
+@pytest.fixture(scope="module")
+def finetuned(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, Recorder, dict[str, torch.Tensor]]:
+    """A 3-epoch fine-tune (1 frozen, 2 with the top 2 stages unfrozen), full PyTorch path."""
+    root = tmp_path_factory.mktemp("ft")
+    data = root / "data"
+    write_class_folders(data / "train", 12)
+    write_class_folders(data / "validation", 4, start=100)
+    from graft.training.model import build_transfer_model
+
+    before = _bn_means(build_transfer_model("efficientnet_lite0.in1k", num_classes=2).backbone)
+    recorder = Recorder()
+    options = _options(
+        epochs=3, freeze_epochs=1, unfreeze="2", fast_paths=False, augment="light", bn="unfrozen"
+    )
+    train_neural(data, out=root / "run", options=options, callbacks=[recorder])
+    return root / "run", recorder, before
+
+
+def test_only_the_intended_parameters_receive_gradients(
+    finetuned: tuple[Path, Recorder, Any],
+) -> None:
+    _, recorder, _ = finetuned
+    assert recorder.phases == {0: "head", 1: "unfrozen", 2: "unfrozen"}
+    assert recorder.grads[0] and all(name.startswith("head.") for name in recorder.grads[0])
+    unfrozen = recorder.grads[1]
+    assert {n.split(".")[0] for n in unfrozen} == {"head", "backbone"}
+    stages = {n.split(".")[3] for n in unfrozen if n.startswith("backbone.net.blocks.")}
+    assert stages == {"5", "6"}  # the top two stages: blocks 5 and 6 (with conv_head)
+    assert any(n.startswith("backbone.net.conv_head") for n in unfrozen)
+    assert not any(
+        n.startswith(("backbone.net.conv_stem", "backbone.net.blocks.4")) for n in unfrozen
+    )
+
+
+def test_frozen_batchnorm_statistics_are_unchanged(
+    finetuned: tuple[Path, Recorder, dict[str, torch.Tensor]],
+) -> None:
+    run, _, before = finetuned
+    state = torch.load(run / "checkpoint_last.pt", weights_only=True)[
+        "model"
+    ]  # after the last epoch
+    after = {
+        k.removeprefix("backbone."): v
+        for k, v in state.items()
+        if k.startswith("backbone.") and k.endswith("running_mean")
+    }
+    frozen = [
+        k
+        for k in before
+        if k.startswith(("net.bn1", "net.blocks.0", "net.blocks.3", "net.blocks.4"))
+    ]
+    unfrozen = [k for k in before if k.startswith(("net.blocks.5", "net.blocks.6"))]
+    assert frozen and unfrozen
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in unfrozen)
+
+
+def test_learning_rates_follow_the_schedule(finetuned: tuple[Path, Recorder, Any]) -> None:
+    run, recorder, _ = finetuned
+    config = json.loads((run / "config.json").read_text())
+    phases = config["phases"]
+    steps = 6  # 24 training images, batches of 4
+    for index, (epoch, lrs) in enumerate(recorder.lrs):
+        phase = phases[0] if epoch == 0 else phases[1]
+        start = 0 if epoch == 0 else 1
+        step = (epoch - start) * steps + index % steps
+        factor = lr_factor(step, phase["epochs"] * steps, schedule="cosine", warmup=0.1)
+        for name, lr in lrs.items():
+            assert lr == pytest.approx(phase["base_lrs"].get(name, 0.0) * factor)
+    unfrozen = recorder.lrs[steps][1]  # first step of the unfrozen phase
+    assert unfrozen["@1"] == pytest.approx(unfrozen["@0"] * 0.5)
+    assert unfrozen["@2"] == 0.0
+
+
+def test_neural_run_directory_and_predictor(finetuned: tuple[Path, Recorder, Any]) -> None:
+    run, _, _ = finetuned
+    names = {p.name for p in run.iterdir()}
+    assert {
+        "config.json",
+        "model.safetensors",
+        "history.json",
+        "metrics.json",
+        "split.csv",
+        "predictions_val.csv",
+        "checkpoint_last.pt",
+    } <= names
+    config = json.loads((run / "config.json").read_text())
+    assert config["status"] == "complete" and config["strategy"] == "finetune"
+    history = json.loads((run / "history.json").read_text())
+    assert [h["phase"] for h in history] == ["head", "unfrozen", "unfrozen"]
+    assert history[1]["trainable"] == ["head", "stage6", "stage7"]
+    assert all(h["path"] == "full" for h in history)
+    predictor = graft.load(run)
+    red = next((run.parent / "data" / "validation" / "red").iterdir())
+    (prediction,) = predictor.predict([red])
+    assert (
+        prediction.label in ("red", "blue")
+        and abs(sum(prediction.probabilities.values()) - 1) < 1e-4
+    )
+    assert graft.evaluate(run)["n"] == 8
+
+
+def test_bn_train_updates_frozen_statistics(split_folders: Path, tmp_path: Path) -> None:
+    from graft.training.model import build_transfer_model
+
+    before = _bn_means(build_transfer_model("efficientnet_lite0.in1k", num_classes=2).backbone)
+    options = _options(strategy="head", epochs=1, bn="train", augment="none")
+    train_neural(split_folders, out=tmp_path / "r", options=options)
+    state = load_file(str(tmp_path / "r" / "model.safetensors"))
+    assert not torch.equal(before["net.bn1.running_mean"], state["backbone.net.bn1.running_mean"])
+
+
+def test_cached_feature_path_gives_the_same_head_as_the_slow_path(
+    split_folders: Path, tmp_path: Path
+) -> None:
+    common = {"strategy": "head", "epochs": 2, "augment": "none", "precision": "fp32"}
+    fast = train_neural(split_folders, out=tmp_path / "fast", options=_options(**common))
+    slow = train_neural(
+        split_folders, out=tmp_path / "slow", options=_options(**common, fast_paths=False)
+    )
+    assert [h["path"] for h in fast.history] == ["cached-features"] * 2
+    assert [h["path"] for h in slow.history] == ["full"] * 2
+    fast_state = load_file(str(tmp_path / "fast" / "model.safetensors"))
+    slow_state = load_file(str(tmp_path / "slow" / "model.safetensors"))
+    for key in [k for k in fast_state if k.startswith("head.")]:
+        torch.testing.assert_close(fast_state[key], slow_state[key], atol=1e-4, rtol=1e-4)
+    assert fast.history[-1]["val_loss"] == pytest.approx(slow.history[-1]["val_loss"], abs=1e-4)
+
+
+def test_boundary_cache_and_frozen_lower_paths(split_folders: Path, tmp_path: Path) -> None:
+    from graft.training.model import build_transfer_model
+
+    before = _bn_means(build_transfer_model("efficientnet_lite0.in1k", num_classes=2).backbone)
+    cached = train_neural(
+        split_folders,
+        out=tmp_path / "a",
+        options=_options(epochs=2, freeze_epochs=1, augment="none"),
+    )
+    augmented = train_neural(
+        split_folders,
+        out=tmp_path / "b",
+        options=_options(epochs=2, freeze_epochs=1, augment="light"),
+    )
+    assert [h["path"] for h in cached.history] == ["cached-features", "cached-boundary"]
+    assert [h["path"] for h in augmented.history] == ["frozen-engine", "frozen-lower"]
+    # --bn eval (the default): even the unfrozen stages keep their pretrained statistics
+    state = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert all(torch.equal(before[k], state[f"backbone.{k}"]) for k in before)
+
+
+def test_scratch_trains_everything_from_random_weights(split_folders: Path, tmp_path: Path) -> None:
+    result = train_neural(
+        split_folders,
+        out=tmp_path / "s",
+        options=_options(strategy="scratch", epochs=1, augment="none"),
+    )
+    config = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert config["backbone"]["pretrained"] is False
+    assert result.history[0]["path"] == "full" and result.history[0]["trainable"][-1] == "stage7"
+
+
+def test_transfer_from_an_earlier_run(
+    finetuned: tuple[Path, Recorder, Any], tmp_path: Path
+) -> None:
+    source, _, _ = finetuned
+    data = write_class_folders(tmp_path / "three", 6, classes=("red", "blue", "green"))
+    result = train_neural(
+        data,
+        out=tmp_path / "third",
+        options=_options(strategy="head", epochs=1, backbone=f"run:{source}", augment="none"),
+    )
+    config = json.loads((tmp_path / "third" / "config.json").read_text())
+    assert config["backbone"]["from_run"] == str(source) and config["classes"] == [
+        "blue",
+        "green",
+        "red",
+    ]
+    old = load_file(str(source / "model.safetensors"))
+    new = load_file(str(tmp_path / "third" / "model.safetensors"))
+    key = "backbone.net.blocks.6.0.conv_pw.weight"  # fine-tuned in the source run, frozen here
+    assert torch.equal(old[key], new[key])
+    assert new["head.layers.1.weight"].shape[0] == 3
+    assert result.metrics["val"]["n"] > 0
+
+
+def test_resume_of_a_complete_run_is_refused(finetuned: tuple[Path, Recorder, Any]) -> None:
+    run, _, _ = finetuned
+    with pytest.raises(ConfigError, match="this run is complete"):
+        train_neural(None, resume=run)
+
+
+def test_killed_training_resumes_to_the_same_result(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_class_folders(data / "train", 12)
+    write_class_folders(data / "validation", 4, start=100)
+    options = dict(
+        QUICK, epochs=3, freeze_epochs=1, unfreeze="2", augment="light", precision="fp32"
+    )
+    reference = train_neural(data, out=tmp_path / "reference", options=NeuralOptions(**options))
+    script = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from graft.training import Callback, NeuralOptions, train_neural
+        class Beat(Callback):
+            def on_batch_end(self, state):
+                print("batch", state["epoch"], flush=True)
+        train_neural(Path({str(data)!r}), out=Path({str(tmp_path / "killed")!r}),
+                     options=NeuralOptions(**{options!r}), callbacks=[Beat()])
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stdout is not None
+    beats = 0
+    for line in child.stdout:
+        if line.startswith("batch 1"):  # inside the first unfrozen epoch
+            beats += 1
+            if beats == 3:
+                break
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    config = json.loads((tmp_path / "killed" / "config.json").read_text())
+    assert config["status"] == "running"
+    with pytest.raises(DataError, match=r"has no model\.safetensors yet"):
+        graft.load(tmp_path / "killed")
+    resumed = train_neural(None, resume=tmp_path / "killed")
+    assert [h["phase"] for h in resumed.history] == ["head", "unfrozen", "unfrozen"]
+    assert [h["trainable"] for h in resumed.history] == [h["trainable"] for h in reference.history]
+    for mine, theirs in zip(resumed.history, reference.history, strict=True):
+        assert mine["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-5)
+        assert mine["val_loss"] == pytest.approx(theirs["val_loss"], abs=1e-5)
+    assert resumed.metrics["val"]["accuracy"] == reference.metrics["val"]["accuracy"]
+    a = load_file(str(tmp_path / "killed" / "model.safetensors"))
+    b = load_file(str(tmp_path / "reference" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)
+
+
+def test_early_stopping_ends_the_phase(split_folders: Path, tmp_path: Path) -> None:
+    result = train_neural(
+        split_folders,
+        out=tmp_path / "e",
+        options=_options(
+            strategy="head", epochs=6, augment="none", monitor="val_loss", patience=1, lr=5.0
+        ),
+    )
+    assert len(result.history) < 6 and result.history[-1].get("early_stop")
+
+
+def test_preflight_warns_about_swapped_channels(photos: dict[str, Path], tmp_path: Path) -> None:
+    from graft.training.preflight import preflight
+
+    swapped = []
+    for name, path in photos.items():
+        array = np.asarray(Image.open(path).convert("RGB"))[:, :, ::-1]
+        target = tmp_path / f"{name}.png"
+        Image.fromarray(np.ascontiguousarray(array)).save(target)
+        swapped.append(target)
+    dark = tmp_path / "dark.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(dark)
+    assert preflight(list(photos.values()), "efficientnet_lite0.in1k") == []
+    assert any("BGR saved as RGB" in w for w in preflight(swapped, "efficientnet_lite0.in1k"))
+    assert any("BGR saved as RGB" in w for w in preflight(swapped, "mobilenetv2_100.in1k_features"))
+    assert any("already normalised" in w for w in preflight([dark] * 4, "efficientnet_lite0.in1k"))
+
+
+def test_cli_trains_a_neural_strategy(split_folders: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from graft.cli import app
+
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(split_folders),
+            "--strategy",
+            "head",
+            "--epochs",
+            "1",
+            "--augment",
+            "none",
+            "--engine",
+            "torch",
+            "--workers",
+            "0",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["history"][0]["path"] == "cached-features"
+    resumed = CliRunner().invoke(app, ["train", "--resume", str(out)])
+    assert isinstance(resumed.exception, ConfigError)
+
+
+@pytest.mark.parametrize("fast_paths", [True, False])
+def test_strong_augmentation_mixes_pixels_before_the_frozen_part(
+    split_folders: Path, tmp_path: Path, fast_paths: bool
+) -> None:
+    options = _options(strategy="head", epochs=1, augment="strong", fast_paths=fast_paths)
+    result = train_neural(split_folders, out=tmp_path / "strong", options=options)
+    assert result.history[0]["path"] == ("frozen-engine" if fast_paths else "full")
+    assert np.isfinite(result.history[0]["train_loss"])
