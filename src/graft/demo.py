@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 
@@ -67,7 +68,7 @@ ELPV_PUBLISHED = {"CNN (fine-tuned VGG19)": 88.42, "SVM (hand-crafted features)"
 
 
 def _elpv_linear_probe(console: Console) -> str:
-    from graft.cli.render import data_summary, extraction_progress, metrics_table
+    from graft.cli.render import data_summary, extraction_progress
     from graft.config import cache_dir
     from graft.data.prepare import DataOptions
     from graft.datasets import elpv
@@ -90,12 +91,7 @@ def _elpv_linear_probe(console: Console) -> str:
             on_report=lambda report: data_summary(console, report),
             progress=progress,
         )
-    console.print(metrics_table(result.metrics))
-    accuracy = result.metrics["test"]["accuracy"] * 100
-    console.print("[bold]test accuracy beside the published results[/bold] (Deitsch et al. 2019):")
-    rows = [("graft linear probe (this run)", accuracy), *ELPV_PUBLISHED.items()]
-    for label, value in sorted(rows, key=lambda row: -row[1]):
-        console.print(f"  {label:<32} {value:6.2f} %", highlight=False)
+    accuracy = _beside_published(console, result.metrics, [], "graft linear probe (this run)")
     return (
         f"ELPV linear probe: test accuracy {accuracy:.2f} % (published: CNN 88.42 %, SVM 82.44 %), "
         f"run in {result.run_dir}"
@@ -103,7 +99,7 @@ def _elpv_linear_probe(console: Console) -> str:
 
 
 def _elpv_finetune(console: Console) -> str:
-    from graft.cli.render import TrainingProgress, data_summary, metrics_table
+    from graft.cli.render import TrainingProgress, data_summary
     from graft.config import cache_dir
     from graft.data.prepare import DataOptions
     from graft.datasets import elpv
@@ -128,16 +124,25 @@ def _elpv_finetune(console: Console) -> str:
         on_report=lambda report: data_summary(console, report) if report.warnings else None,
         callbacks=[TrainingProgress(console)],
     )
-    console.print(metrics_table(result.metrics))
-    accuracy = result.metrics["test"]["accuracy"] * 100
     linear = _read_linear_accuracy()
-    console.print("[bold]test accuracy beside the published results[/bold] (Deitsch et al. 2019):")
-    rows = [("graft fine-tune (this run)", accuracy), *ELPV_PUBLISHED.items()]
-    if linear is not None:
-        rows.append(("graft linear probe (step 2)", linear))
-    for label, value in sorted(rows, key=lambda row: -row[1]):
-        console.print(f"  {label:<32} {value:6.2f} %", highlight=False)
+    others = [("graft linear probe (step 2)", linear)] if linear is not None else []
+    accuracy = _beside_published(console, result.metrics, others, "graft fine-tune (this run)")
     return f"ELPV fine-tune: test accuracy {accuracy:.2f} %, run in {result.run_dir}"
+
+
+def _beside_published(
+    console: Console, metrics: dict[str, Any], others: list[tuple[str, float]], label: str
+) -> float:
+    """Print the run's metrics, then its test accuracy ranked among the published results."""
+    from graft.cli.render import metrics_table
+
+    console.print(metrics_table(metrics))
+    accuracy = float(metrics["test"]["accuracy"]) * 100
+    console.print("[bold]test accuracy beside the published results[/bold] (Deitsch et al. 2019):")
+    rows = [(label, accuracy), *others, *ELPV_PUBLISHED.items()]
+    for name, value in sorted(rows, key=lambda row: -row[1]):
+        console.print(f"  {name:<32} {value:6.2f} %", highlight=False)
+    return accuracy
 
 
 def _read_linear_accuracy() -> float | None:
