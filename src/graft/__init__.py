@@ -19,7 +19,7 @@ __getattr__, __dir__, _ = lazy_loader.attach(
     submod_attrs={
         "classification": ["Classification", "LabelScore", "classify"],
         "evaluation": ["evaluate"],
-        "runs": ["Prediction", "Predictor", "load"],
+        "predictor": ["Prediction", "Predictor", "load"],
         "training": ["train"],
         "errors": ["ConfigError", "DataError", "GraftError", "NetworkError", "WeightsError"],
         "zoo": [
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from graft.classification import Classification, LabelScore, classify
     from graft.errors import ConfigError, DataError, GraftError, NetworkError, WeightsError
     from graft.evaluation import evaluate
-    from graft.runs import Prediction, Predictor, load
+    from graft.predictor import Prediction, Predictor, load
     from graft.training import train
     from graft.zoo import (
         DEFAULT_BACKBONE,

@@ -9,13 +9,15 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from graft.data.files import collect_images
-from graft.errors import ConfigError
+from graft.errors import ConfigError, DataError
 from graft.zoo.labels import label_names
 from graft.zoo.registry import DEFAULT_BACKBONE
 
@@ -162,3 +164,47 @@ def _probabilities(model: GraftModel, pixels: torch.Tensor) -> torch.Tensor:
 
     with torch.inference_mode():
         return model(pixels).float().softmax(dim=1).cpu()
+
+
+def imagenet_probabilities(
+    paths: Sequence[str | Path], *, backbone: str = DEFAULT_BACKBONE, engine: str = "auto"
+) -> np.ndarray:
+    """The pretrained head's full softmax (``N x 1000``) for image files, on the fast engine.
+
+    Raises:
+        ConfigError: The backbone has no ImageNet head.
+        DataError: An image cannot be read.
+    """
+    import torch
+
+    from graft.data.loading import iter_batches
+    from graft.data.transforms import eval_transform, resize_target
+    from graft.features.engines import create_engine
+    from graft.zoo.model import create_model
+
+    model = create_model(backbone)
+    label_names(model.record)  # raises for a backbone without a head
+
+    class _Softmax(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            return self.model(pixels).float().softmax(dim=1)
+
+    pre = model.record.preprocessing
+    runner = create_engine(
+        _Softmax().eval(),
+        input_size=pre.input_size,
+        engine=engine,
+        cache_key=f"imagenet-{model.record.weights.sha256}",
+    )
+    blocks = []
+    for batch in iter_batches(
+        [Path(p) for p in paths], eval_transform(pre), draft_size=resize_target(pre)
+    ):
+        if batch.failures:
+            raise DataError(batch.failures[0][1])
+        blocks.append(runner(batch.pixels.numpy()))
+    return np.concatenate(blocks) if blocks else np.zeros((0, len(label_names(model.record))))

@@ -343,3 +343,56 @@ def _knn_proba(
         if len(x)
         else np.zeros((0, n_classes))
     )
+
+
+def head_module(head: ClassicHead) -> Any:
+    """The head as a PyTorch module (features in, probabilities out), for export.
+
+    It computes exactly what :meth:`ClassicHead.predict_proba` computes, in float32.
+    """
+    import torch
+    from torch import nn
+
+    class TorchHead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            for name, value in head.arrays.items():
+                dtype = torch.long if value.dtype.kind in "iu" else torch.float32
+                self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=dtype))
+            self.kind = head.kind
+            self.classes = len(head.classes)
+            self.k = int(head.params.get("k", 1))
+            self.temperature = float(head.params.get("temperature", 1.0))
+
+        def forward(self, features: torch.Tensor) -> torch.Tensor:
+            x = (features - self.get_buffer("mean")) / self.get_buffer("scale")
+            if self.kind in ("logreg", "svm"):
+                scores = x @ self.get_buffer("coef").T + self.get_buffer("intercept")
+                if self.kind == "logreg":
+                    if scores.shape[1] == 1:
+                        positive = torch.sigmoid(scores)
+                        return torch.cat([1 - positive, positive], dim=1)
+                    return torch.softmax(scores, dim=1)
+                calibrated = torch.sigmoid(
+                    -(scores * self.get_buffer("platt_a") + self.get_buffer("platt_b"))
+                )
+                if self.classes == 2:
+                    return torch.cat([1 - calibrated, calibrated], dim=1)
+                total = calibrated.sum(dim=1, keepdim=True)
+                return torch.where(
+                    total > 0,
+                    calibrated / total.clamp_min(1e-30),
+                    torch.full_like(calibrated, 1.0 / self.classes),
+                )
+            unit = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            if self.kind == "centroid":
+                return torch.softmax(
+                    unit @ self.get_buffer("centroids").T * self.temperature, dim=1
+                )
+            similarity = unit @ self.get_buffer("reference").T
+            nearest = similarity.topk(self.k, dim=1).indices
+            labels = self.get_buffer("reference_labels")[nearest]
+            votes = torch.nn.functional.one_hot(labels, self.classes).to(similarity.dtype)
+            return votes.sum(dim=1) / self.k
+
+    return TorchHead().eval()

@@ -21,9 +21,13 @@ from rich.console import Console
 from graft.cli import (
     cache_cmd,
     classify_cmd,
+    compare_cmd,
     demo_cmd,
     evaluate_cmd,
+    export_cmd,
     extract_cmd,
+    predict_cmd,
+    serve_cmd,
     train_cmd,
     zoo_cmd,
 )
@@ -41,6 +45,10 @@ app.add_typer(zoo_cmd.weights_app, name="weights")
 app.command("classify")(classify_cmd.classify)
 app.command("train")(train_cmd.train)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("compare")(compare_cmd.compare)
+app.command("predict")(predict_cmd.predict)
+app.command("export")(export_cmd.export)
+app.command("serve")(serve_cmd.serve)
 app.command("extract")(extract_cmd.extract)
 app.add_typer(cache_cmd.cache_app, name="cache")
 app.command("demo")(demo_cmd.demo)

@@ -21,11 +21,14 @@ def evaluate(
         None, help="val or test (default: the run's test split, else val)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    report: bool = typer.Option(
+        False, "--report", help="Also write RUN_DIR/report.html (offline)."
+    ),
 ) -> None:
     """Print accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix."""
     from graft.evaluation import evaluate as run_evaluation
 
-    result = run_evaluation(run_dir, data=data, split=split, root=root)
+    result = run_evaluation(run_dir, data=data, split=split, root=root, report=report)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -34,3 +37,5 @@ def evaluate(
     console.print(metrics_table({result["split"]: result}))
     console.print(per_class_table(result))
     console.print(confusion_table(result))
+    if report:
+        console.print(f"report written to [bold]{result['report']}[/bold]")

@@ -54,20 +54,32 @@ def data_summary(console: Console, report: DataReport) -> None:
 
 
 def metrics_table(metrics: dict[str, dict[str, Any]]) -> Table:
-    """Return a table of accuracy, macro-F1 and n per split."""
+    """Return accuracy and macro-F1 (with 95 % bootstrap intervals), ROC AUC and n per split."""
     table = Table()
     table.add_column("split")
-    table.add_column("accuracy", justify="right")
-    table.add_column("macro-F1", justify="right")
+    table.add_column("accuracy [95 % CI]", justify="right")
+    table.add_column("macro-F1 [95 % CI]", justify="right")
+    table.add_column("ROC AUC", justify="right")
     table.add_column("n", justify="right")
     for split, values in metrics.items():
+        intervals = values.get("intervals", {})
+        auc = values.get("roc_auc")
         table.add_row(
             split,
-            f"{values['accuracy'] * 100:.2f} %",
-            f"{values['macro_f1']:.4f}",
+            _with_interval(values["accuracy"], intervals.get("accuracy"), percent=True),
+            _with_interval(values["macro_f1"], intervals.get("macro_f1"), percent=False),
+            f"{auc:.4f}" if auc is not None else "",
             str(values["n"]),
         )
     return table
+
+
+def _with_interval(value: float, interval: list[float] | None, *, percent: bool) -> str:
+    scale, unit, digits = (100.0, " %", 2) if percent else (1.0, "", 4)
+    text = f"{value * scale:.{digits}f}{unit}"
+    if interval:
+        text += f" [{interval[0] * scale:.{digits}f}, {interval[1] * scale:.{digits}f}]"
+    return text
 
 
 def per_class_table(metrics: dict[str, Any]) -> Table:

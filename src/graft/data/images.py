@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -66,21 +67,58 @@ def load_image(
             corrupt, or over the pixel limit.
     """
     path = Path(path)
-    limit = configured_max_pixels() if max_pixels is None else max_pixels
     if not path.exists():
         raise DataError(f"{path}: no such file; check the path")
     if path.is_dir():
         raise DataError(f"{path}: is a folder, expected an image file")
+    return _decode(path, str(path), max_pixels=max_pixels, draft_size=draft_size)
+
+
+def decode_image_bytes(data: bytes, name: str, *, max_pixels: int | None = None) -> Image.Image:
+    """Decode an image held in memory (an upload) to 8-bit RGB, like :func:`load_image`.
+
+    Raises:
+        NotAnImageError: The bytes are not an image Pillow can read.
+        CorruptImageError: Truncated or corrupt image data.
+        ImageTooLargeError: Over the pixel limit.
+
+    Example:
+        >>> import io
+        >>> from PIL import Image
+        >>> buffer = io.BytesIO()
+        >>> Image.new("L", (3, 2)).save(buffer, format="PNG")
+        >>> decode_image_bytes(buffer.getvalue(), "upload.png").size
+        (3, 2)
+    """
+    return _decode(io.BytesIO(data), name, max_pixels=max_pixels, draft_size=None)
+
+
+class NotAnImageError(DataError):
+    """The file is not an image in a format graft reads."""
+
+
+class CorruptImageError(DataError):
+    """The image data is truncated or corrupt."""
+
+
+class ImageTooLargeError(DataError):
+    """The image has more pixels than the decompression-bomb limit."""
+
+
+def _decode(
+    source: Path | io.BytesIO, name: str, *, max_pixels: int | None, draft_size: int | None
+) -> Image.Image:
+    limit = configured_max_pixels() if max_pixels is None else max_pixels
     if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = limit  # only ever raised, so Pillow never refuses first
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 width, height = image.size
                 if width * height > limit:
-                    raise DataError(
-                        f"{path}: {width}x{height} = {width * height:,} pixels exceeds the limit "
+                    raise ImageTooLargeError(
+                        f"{name}: {width}x{height} = {width * height:,} pixels exceeds the limit "
                         f"of {limit:,} (decompression-bomb guard); if the image is genuine, raise "
                         "the limit with GRAFT_MAX_PIXELS"
                     )
@@ -91,17 +129,17 @@ def load_image(
     except DataError:
         raise
     except UnidentifiedImageError as err:
-        raise DataError(
-            f"{path}: not a readable image (supported: {SUPPORTED_FORMATS}); convert or remove it"
+        raise NotAnImageError(
+            f"{name}: not a readable image (supported: {SUPPORTED_FORMATS}); convert or remove it"
         ) from err
     except Image.DecompressionBombError as err:
-        raise DataError(
-            f"{path}: exceeds the pixel limit ({err}); if the image is genuine, raise the limit "
+        raise ImageTooLargeError(
+            f"{name}: exceeds the pixel limit ({err}); if the image is genuine, raise the limit "
             "with GRAFT_MAX_PIXELS"
         ) from err
     except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise DataError(
-            f"{path}: truncated or corrupt image data ({err}); re-export the image or remove it"
+        raise CorruptImageError(
+            f"{name}: truncated or corrupt image data ({err}); re-export the image or remove it"
         ) from err
 
 

@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
 from graft.data.images import load_image
 from graft.data.transforms import ImageTransform
 from graft.errors import DataError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -56,6 +59,39 @@ def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def iter_decoded(
+    files: Sequence[Path],
+    prepare: Callable[[Path], T],
+    *,
+    batch_size: int = 32,
+    num_threads: int | None = None,
+    prefetch: int = 2,
+) -> Iterator[tuple[list[Path], list[T | str]]]:
+    """Run ``prepare`` on every file in worker threads, ``batch_size`` files at a time.
+
+    Yields each slice of files with, per file, the prepared value or the one-line reason it
+    failed (a :class:`DataError` message). At most ``prefetch`` slices are prepared ahead.
+    """
+
+    def attempt(path: Path) -> T | str:
+        try:
+            return prepare(path)
+        except DataError as err:
+            return str(err)
+
+    with ThreadPoolExecutor(max_workers=num_threads or default_threads()) as pool:
+        pending: deque[tuple[list[Path], list[Future[T | str]]]] = deque()
+        for start in range(0, len(files), batch_size):
+            chunk = list(files[start : start + batch_size])
+            pending.append((chunk, [pool.submit(attempt, path) for path in chunk]))
+            if len(pending) > prefetch:
+                chunk, futures = pending.popleft()
+                yield chunk, [future.result() for future in futures]
+        while pending:
+            chunk, futures = pending.popleft()
+            yield chunk, [future.result() for future in futures]
+
+
 def iter_batches(
     files: Sequence[Path],
     transform: ImageTransform,
@@ -67,33 +103,20 @@ def iter_batches(
 ) -> Iterator[Batch]:
     """Yield :class:`Batch` objects of up to ``batch_size`` decoded images, in file order."""
 
-    def decode(path: Path) -> torch.Tensor | str:
-        try:
-            return transform(load_image(path, draft_size=draft_size))
-        except DataError as err:
-            return str(err)
+    def decode(path: Path) -> torch.Tensor:
+        return transform(load_image(path, draft_size=draft_size))
 
-    with ThreadPoolExecutor(max_workers=num_threads or default_threads()) as pool:
-        pending: deque[tuple[list[Path], list[Future[torch.Tensor | str]]]] = deque()
-        for start in range(0, len(files), batch_size):
-            chunk = list(files[start : start + batch_size])
-            pending.append((chunk, [pool.submit(decode, path) for path in chunk]))
-            if len(pending) > prefetch:
-                yield _gather(*pending.popleft())
-        while pending:
-            yield _gather(*pending.popleft())
-
-
-def _gather(paths: list[Path], futures: list[Future[torch.Tensor | str]]) -> Batch:
-    good: list[Path] = []
-    tensors: list[torch.Tensor] = []
-    failures: list[tuple[Path, str]] = []
-    for path, future in zip(paths, futures, strict=True):
-        result = future.result()
-        if isinstance(result, str):
-            failures.append((path, result))
-        else:
-            good.append(path)
-            tensors.append(result)
-    pixels = torch.stack(tensors) if tensors else torch.empty((0, 3, 1, 1), dtype=torch.uint8)
-    return Batch(paths, good, pixels, failures)
+    for chunk, results in iter_decoded(
+        files, decode, batch_size=batch_size, num_threads=num_threads, prefetch=prefetch
+    ):
+        good: list[Path] = []
+        tensors: list[torch.Tensor] = []
+        failures: list[tuple[Path, str]] = []
+        for path, result in zip(chunk, results, strict=True):
+            if isinstance(result, str):
+                failures.append((path, result))
+            else:
+                good.append(path)
+                tensors.append(result)
+        pixels = torch.stack(tensors) if tensors else torch.empty((0, 3, 1, 1), dtype=torch.uint8)
+        yield Batch(chunk, good, pixels, failures)

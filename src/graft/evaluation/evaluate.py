@@ -1,19 +1,64 @@
-"""``graft evaluate``: a run's metrics on its own splits, or on another labelled set.
+"""``graft evaluate``: a run's metrics on its own splits or on another labelled set, and its report.
 
 Example:
     >>> result = evaluate("runs/cats-vs-dogs", split="val")  # doctest: +SKIP
-    >>> result["accuracy"] > 0.98  # doctest: +SKIP
-    True
+    >>> result["accuracy"], result["intervals"]["accuracy"]  # doctest: +SKIP
+    (0.992, [0.986, 0.997])
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from graft.errors import ConfigError, DataError
+from graft.evaluation.interpret import confused_pairs, top_losses
 from graft.evaluation.metrics import classification_metrics
 from graft.runs import predictions_file, read_config, read_predictions
+
+REPORT = "report.html"
+GALLERY_SIZE = 12
+
+
+@dataclass
+class Evaluation:
+    """Predictions of a run on one set of labelled images, and their metrics."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    split: str
+    data: str | None
+    paths: list[str]
+    truth: list[str]
+    probabilities: np.ndarray
+    classes: list[str]
+    metrics: dict[str, Any]
+    skipped: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``graft evaluate --json`` document."""
+        losses = top_losses(self.truth, self.probabilities, self.classes, k=GALLERY_SIZE)
+        return {
+            "run": str(self.run_dir),
+            "split": self.split,
+            "data": self.data,
+            "skipped": self.skipped,
+            **self.metrics,
+            "top_losses": [
+                {
+                    "path": self.paths[item.index],
+                    "true": item.true,
+                    "predicted": item.predicted,
+                    "confidence": item.confidence,
+                    "loss": item.loss,
+                }
+                for item in losses
+            ],
+            "confused_pairs": confused_pairs(self.metrics["confusion_matrix"], self.classes),
+        }
 
 
 def evaluate(
@@ -22,6 +67,7 @@ def evaluate(
     data: str | Path | None = None,
     split: str | None = None,
     root: Path | None = None,
+    report: bool = False,
 ) -> dict[str, Any]:
     """Return the metrics of a run (the fields of ``graft evaluate --json``).
 
@@ -33,11 +79,29 @@ def evaluate(
             ``test`` when the run has one, else ``val``). With ``data``: evaluate only that split
             of it (default: every image).
         root: For a CSV/TSV ``data``, the folder its paths are relative to.
+        report: Also write ``report.html`` into the run directory (its path is in ``report``).
 
     Raises:
         ConfigError: Unknown split, or a split the run did not evaluate.
         DataError: Unreadable data, or class names the run does not know.
     """
+    evaluation = evaluate_run(run_dir, data=data, split=split, root=root)
+    result = evaluation.to_json()
+    if report:
+        from graft.evaluation.run_report import write_run_report
+
+        result["report"] = str(write_run_report(evaluation))
+    return result
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    data: str | Path | None = None,
+    split: str | None = None,
+    root: Path | None = None,
+) -> Evaluation:
+    """Predictions and metrics of a run (see :func:`evaluate`)."""
     folder = Path(run_dir)
     config = read_config(folder)
     if split is not None and split not in ("val", "test"):
@@ -47,7 +111,7 @@ def evaluate(
     return _on_data(folder, config, Path(data), split, root)
 
 
-def _from_saved(folder: Path, config: dict[str, Any], split: str | None) -> dict[str, Any]:
+def _from_saved(folder: Path, config: dict[str, Any], split: str | None) -> Evaluation:
     available = [name for name in ("test", "val") if (folder / predictions_file(name)).is_file()]
     if not available:
         raise DataError(
@@ -59,22 +123,18 @@ def _from_saved(folder: Path, config: dict[str, Any], split: str | None) -> dict
             f"{folder}: the run has no {chosen} split (it has {', '.join(sorted(available))}); "
             "pick one of those, or pass --data"
         )
-    _, truth, proba, classes = read_predictions(folder / predictions_file(chosen))
+    paths, truth, proba, classes = read_predictions(folder / predictions_file(chosen))
     metrics = classification_metrics(truth, proba, classes)
-    return {
-        "run": str(folder),
-        "split": chosen,
-        "data": config.get("data", {}).get("source"),
-        **metrics,
-    }
+    source = config.get("data", {}).get("source")
+    return Evaluation(folder, config, chosen, source, paths, truth, proba, classes, metrics)
 
 
 def _on_data(
     folder: Path, config: dict[str, Any], data: Path, split: str | None, root: Path | None
-) -> dict[str, Any]:
+) -> Evaluation:
     from graft.data.dataset import read_labelled
     from graft.data.scan import FileIndex, default_index_path
-    from graft.runs import load
+    from graft.predictor import load
 
     images = read_labelled(data, root=root)
     samples = images.samples
@@ -97,17 +157,23 @@ def _on_data(
     finally:
         index.close()
     usable = [(s, i.content_hash) for s, i in zip(samples, infos, strict=True) if i.problem is None]
-    problems = [i.problem for i in infos if i.problem is not None]
+    problems = sum(1 for i in infos if i.problem is not None)
     predictor = load(folder)
     proba, ok, failures = predictor.predict_files(
         [s.path for s, _ in usable], [h for _, h in usable]
     )
-    truth = [s.label for (s, _), flag in zip(usable, ok, strict=True) if flag]
+    kept = [s for (s, _), flag in zip(usable, ok, strict=True) if flag]
+    truth = [s.label for s in kept]
     metrics = classification_metrics(truth, proba[ok], classes)
-    return {
-        "run": str(folder),
-        "split": split or "all",
-        "data": str(data),
-        "skipped": len(problems) + len(failures),
-        **metrics,
-    }
+    return Evaluation(
+        folder,
+        config,
+        split or "all",
+        str(data),
+        [str(s.path) for s in kept],
+        truth,
+        proba[ok],
+        classes,
+        metrics,
+        skipped=problems + len(failures),
+    )

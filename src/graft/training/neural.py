@@ -797,7 +797,8 @@ class _Trainer:
         """Save the best weights as the model, evaluate the splits, mark the run complete."""
         from safetensors.torch import save_file
 
-        from graft.runs import METRICS, load, predictions_file, write_predictions
+        from graft.predictor import load
+        from graft.runs import METRICS, predictions_file, write_predictions
 
         best = self.run_dir / CHECKPOINT_BEST
         if best.is_file():

@@ -1,0 +1,32 @@
+"""``graft export``: a run as ONNX (optionally int8) or TorchScript, checked against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def export(
+    run_dir: Path = typer.Argument(..., help="A complete run directory."),
+    format: str = typer.Option("onnx", "--format", help="onnx or torchscript."),
+    int8: bool = typer.Option(False, "--int8", help="ONNX: static int8 quantization (calibrated)."),
+    out: Path | None = typer.Option(None, help="File to write (default in the run directory)."),
+    no_check: bool = typer.Option(False, "--no-check", help="Skip the comparison with PyTorch."),
+) -> None:
+    """Export the run's classifier: raw RGB uint8 pixels in, probabilities out."""
+    from graft.export import export_model
+
+    result = export_model(run_dir, format=format, int8=int8, out=out, check=not no_check)  # type: ignore[arg-type]
+    typer.echo(f"wrote {result.path} ({result.path.stat().st_size / 1e6:.1f} MB)")
+    if result.checked:
+        typer.echo(
+            f"checked against PyTorch on {result.checked} images: max probability difference "
+            f"{result.max_difference:.2e}, top-1 agreement {result.agreement:.1%}"
+        )
+    if result.accuracy:
+        a = result.accuracy
+        typer.echo(
+            f"accuracy on {int(a['images'])} evaluation images: float {a['float'] * 100:.2f} %, "
+            f"int8 {a['int8'] * 100:.2f} % ({(a['int8'] - a['float']) * 100:+.2f} points)"
+        )

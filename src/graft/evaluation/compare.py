@@ -1,0 +1,434 @@
+"""``graft compare``: the ladder of strategies and backbones on identical splits, side by side.
+
+Every run trains from the same split manifest (``DIR/split.csv``), reusing cached features
+wherever it can, and is evaluated on the same images (the test split, else validation). The
+comparison reports accuracy, macro-F1 and ROC AUC with 95 % bootstrap intervals, training time,
+inference speed, trainable and total parameters, and McNemar's exact test of the best run
+against each other run on the same images. An interrupted comparison resumes: finished runs are
+not redone, an interrupted neural run continues from its last epoch.
+
+Example:
+    >>> parse_imagenet_map("cats=281-285,dogs=151-268+275")["dogs"][-1]
+    275
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graft.data.prepare import DataOptions
+from graft.data.validate import DataReport
+from graft.errors import ConfigError, DataError
+from graft.evaluation.evaluate import evaluate_run
+from graft.evaluation.metrics import classification_metrics, roc_auc
+from graft.fileio import write_json_atomic
+
+COMPARE_JSON = "compare.json"
+COMPARE_HTML = "compare.html"
+SPEED_SAMPLE = 128
+
+
+@dataclass
+class Row:
+    """One compared run: its identity, metrics, costs and predictions on the evaluated images."""
+
+    backbone: str
+    strategy: str
+    run_dir: str | None
+    metrics: dict[str, Any]
+    roc_auc_interval: list[float] | None
+    train_seconds: float | None
+    images_per_second: float | None
+    trainable_params: int | None
+    total_params: int | None
+    correct: np.ndarray = field(repr=False)
+    probabilities: np.ndarray = field(repr=False)
+    history: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def name(self) -> str:
+        """``backbone / strategy``."""
+        return f"{self.backbone} / {self.strategy}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The row of ``compare.json``."""
+        m = self.metrics
+        return {
+            "backbone": self.backbone,
+            "strategy": self.strategy,
+            "run_dir": self.run_dir,
+            "n": m["n"],
+            "accuracy": m["accuracy"],
+            "accuracy_interval": m.get("intervals", {}).get("accuracy"),
+            "macro_f1": m["macro_f1"],
+            "macro_f1_interval": m.get("intervals", {}).get("macro_f1"),
+            "roc_auc": m.get("roc_auc"),
+            "roc_auc_interval": self.roc_auc_interval,
+            "train_seconds": self.train_seconds,
+            "images_per_second": self.images_per_second,
+            "trainable_params": self.trainable_params,
+            "total_params": self.total_params,
+        }
+
+
+@dataclass
+class Comparison:
+    """The outcome of :func:`compare`."""
+
+    out: Path
+    split: str
+    classes: list[str]
+    rows: list[Row]
+    mcnemar: list[dict[str, Any]]
+    notes: list[str]
+    truth: list[str]
+
+    @property
+    def best(self) -> Row:
+        """The most accurate run."""
+        return max(self.rows, key=lambda row: row.metrics["accuracy"])
+
+    def to_json(self) -> dict[str, Any]:
+        """``compare.json``."""
+        return {
+            "split": self.split,
+            "classes": self.classes,
+            "n": len(self.truth),
+            "best": self.best.name,
+            "rows": [row.to_json() for row in self.rows],
+            "mcnemar": self.mcnemar,
+            "notes": self.notes,
+        }
+
+
+def parse_imagenet_map(text: str) -> dict[str, list[int]]:
+    """Parse ``class=281-285,other=151-268+275`` into ImageNet class indices per class.
+
+    Raises:
+        ConfigError: Malformed text or indices outside 0..999.
+    """
+    mapping: dict[str, list[int]] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, spans = part.partition("=")
+        indices: list[int] = []
+        try:
+            for span in spans.split("+"):
+                low, _, high = span.partition("-")
+                indices.extend(range(int(low), int(high or low) + 1))
+        except ValueError as err:
+            raise ConfigError(
+                f"--imagenet-map {part!r}: expected class=FIRST-LAST[+MORE], e.g. cats=281-285"
+            ) from err
+        if not name.strip() or not indices or min(indices) < 0 or max(indices) > 999:
+            raise ConfigError(f"--imagenet-map {part!r}: indices must be ImageNet classes 0..999")
+        mapping[name.strip()] = indices
+    return mapping
+
+
+def compare(
+    data: str | Path | None,
+    *,
+    out: Path,
+    strategies: Sequence[str] = ("linear", "head", "finetune", "scratch"),
+    backbones: Sequence[str] = ("efficientnet_lite0.in1k",),
+    imagenet_map: dict[str, list[int]] | None = None,
+    data_options: DataOptions | None = None,
+    train_options: dict[str, Any] | None = None,
+    on_report: Callable[[DataReport], None] | None = None,
+    on_run: Callable[[str, str, str], None] | None = None,
+    callbacks: Sequence[Any] = (),
+) -> Comparison:
+    """Train (or resume) every strategy x backbone on one split and compare them.
+
+    Args:
+        data: The labelled data (``None`` to resume a comparison in ``out``).
+        out: The comparison folder: ``split.csv``, ``runs/``, ``compare.json``, ``compare.html``.
+        strategies: Strategies to run.
+        backbones: Backbones to run them on.
+        imagenet_map: Class name to ImageNet indices, for the zero-training ImageNet row.
+        data_options: Split options (used only when the comparison starts).
+        train_options: Options for the neural strategies (epochs, augment, ...); linear
+            runs take the ones that apply to them.
+        on_report: Called with the data report when the split is made.
+        on_run: Called with (backbone, strategy, "skipped" | "resumed" | "training").
+        callbacks: Training-loop callbacks for the neural runs.
+
+    Raises:
+        ConfigError: Unknown strategy, or no split to evaluate on.
+        DataError: Unusable data.
+    """
+    from graft.data.prepare import prepare
+    from graft.data.splits import write_manifest
+    from graft.training.api import STRATEGIES
+
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown or not strategies:
+        raise ConfigError(
+            f"--strategies {','.join(strategies)}: each must be one of {', '.join(STRATEGIES)}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / "split.csv"
+    if not manifest.is_file():
+        if data is None:
+            raise ConfigError(f"{out} holds no comparison to resume; pass DATA")
+        report = prepare(data, data_options or DataOptions())
+        if on_report is not None:
+            on_report(report)
+        write_manifest(manifest, report.images.samples, report.hashes)
+    counts = prepare(manifest).images.counts()
+    split = "test" if "test" in counts else "val" if "val" in counts else None
+    if split is None:
+        raise ConfigError(
+            "a comparison needs a validation or test split: pass --val 0.2 or --test 0.2"
+        )
+    rows: list[Row] = []
+    notes: list[str] = []
+    truth: list[str] = []
+    classes: list[str] = []
+    for backbone in backbones:
+        for strategy in strategies:
+            run_dir = out / "runs" / f"{backbone.replace('/', '_')}-{strategy}"
+            _train_or_resume(
+                manifest, run_dir, backbone, strategy, train_options or {}, on_run, callbacks
+            )
+            row, truth, classes = _row(run_dir, backbone, strategy, split)
+            rows.append(row)
+        imagenet = _imagenet_row(manifest, backbone, split, imagenet_map, classes, notes)
+        if imagenet is not None:
+            rows.append(imagenet)
+    comparison = Comparison(out, split, classes, rows, _mcnemar(rows), notes, truth)
+    write_json_atomic(out / COMPARE_JSON, comparison.to_json())
+    from graft.evaluation.compare_report import write_compare_report
+
+    write_compare_report(comparison)
+    return comparison
+
+
+def _train_or_resume(
+    manifest: Path,
+    run_dir: Path,
+    backbone: str,
+    strategy: str,
+    options: dict[str, Any],
+    on_run: Callable[[str, str, str], None] | None,
+    callbacks: Sequence[Any],
+) -> None:
+    from graft.runs import read_config
+    from graft.training.api import train
+    from graft.training.linear import LinearOptions
+    from graft.training.neural import NeuralOptions
+
+    config = read_config(run_dir) if (run_dir / "config.json").is_file() else None
+    if config is not None and config.get("status", "complete") == "complete":
+        if on_run is not None:
+            on_run(backbone, strategy, "skipped")
+        return
+    if config is not None:
+        if on_run is not None:
+            on_run(backbone, strategy, "resumed")
+        train(strategy=strategy, resume=run_dir, callbacks=callbacks)
+        return
+    if on_run is not None:
+        on_run(backbone, strategy, "training")
+    kind = LinearOptions if strategy == "linear" else NeuralOptions
+    allowed = set(kind.__dataclass_fields__) - {"strategy", "backbone"}
+    chosen = {k: v for k, v in options.items() if k in allowed}
+    train(
+        manifest,
+        strategy=strategy,
+        out=run_dir,
+        overwrite=True,
+        backbone=backbone,
+        callbacks=callbacks,
+        **chosen,
+    )
+
+
+def _row(
+    run_dir: Path, backbone: str, strategy: str, split: str
+) -> tuple[Row, list[str], list[str]]:
+    import json
+
+    evaluation = evaluate_run(run_dir, split=split)
+    order = np.argsort(evaluation.paths, kind="stable")
+    paths = [evaluation.paths[i] for i in order]
+    truth = [evaluation.truth[i] for i in order]
+    proba = evaluation.probabilities[order]
+    y = np.array([evaluation.classes.index(label) for label in truth])
+    config = evaluation.config
+    history_file = run_dir / "history.json"
+    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    trainable, total = _parameters(run_dir, config)
+    row = Row(
+        backbone=backbone,
+        strategy=strategy,
+        run_dir=str(run_dir),
+        metrics=evaluation.metrics,
+        roc_auc_interval=_auc_interval(y, proba, len(evaluation.classes)),
+        train_seconds=_train_seconds(config, history),
+        images_per_second=_inference_speed(run_dir, paths),
+        trainable_params=trainable,
+        total_params=total,
+        correct=proba.argmax(1) == y,
+        probabilities=proba,
+        history=history,
+    )
+    return row, truth, evaluation.classes
+
+
+def _train_seconds(config: dict[str, Any], history: list[dict[str, Any]]) -> float | None:
+    if history:
+        return float(sum(entry["seconds"] + entry.get("eval_seconds", 0.0) for entry in history))
+    timings = config.get("timings_s")
+    return float(sum(timings.values())) if timings else None
+
+
+def _parameters(run_dir: Path, config: dict[str, Any]) -> tuple[int | None, int | None]:
+    from graft.predictor import load
+
+    predictor: Any = load(run_dir)
+    if config.get("strategy") == "linear":
+        from graft.zoo.model import create_model
+
+        backbone = sum(
+            sum(p.numel() for p in create_model(spec.record, num_classes=0).parameters())
+            for spec in predictor.specs
+        )
+        head = int(
+            predictor.head.arrays.get("coef", np.zeros(0)).size
+            + predictor.head.arrays.get("intercept", np.zeros(0)).size
+        )
+        return head, backbone + head
+    from graft.training.stages import backbone_stages
+
+    model = predictor.model
+    top = int(config["phases"][-1]["top"])
+    stages = backbone_stages(model.backbone.net)
+    names = (
+        {name for stage in stages[len(stages) - top :] for name in stage.parameter_names}
+        if top
+        else set()
+    )
+    trainable = sum(p.numel() for p in model.head.parameters())
+    trainable += sum(p.numel() for n, p in model.backbone.net.named_parameters() if n in names)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def _inference_speed(run_dir: Path, paths: list[str]) -> float | None:
+    """Images per second of ``graft.load(run).predict`` (decode, preprocess, model)."""
+    from graft.predictor import load
+
+    sample = paths[:SPEED_SAMPLE]
+    if not sample:
+        return None
+    predictor = load(run_dir)
+    predictor.predict(sample[:8])  # builds the engine (conversion is not inference)
+    start = time.perf_counter()
+    predictor.predict(sample)
+    return len(sample) / (time.perf_counter() - start)
+
+
+def _auc_interval(
+    y: np.ndarray, proba: np.ndarray, n_classes: int, samples: int = 500, seed: int = 0
+) -> list[float] | None:
+    """Percentile bootstrap 95 % interval of the (macro one-vs-rest) ROC AUC."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(samples):
+        draw = rng.integers(0, len(y), len(y))
+        value = roc_auc(y[draw], proba[draw], n_classes)["macro"]
+        if value is not None:
+            values.append(value)
+    if not values:
+        return None
+    return [float(v) for v in np.percentile(values, [2.5, 97.5])]
+
+
+def _imagenet_row(
+    manifest: Path,
+    backbone: str,
+    split: str,
+    mapping: dict[str, list[int]] | None,
+    classes: list[str],
+    notes: list[str],
+) -> Row | None:
+    """The zero-training row: the ImageNet head's probabilities summed per mapped class."""
+    from graft.classification import imagenet_probabilities
+    from graft.data.dataset import read_labelled
+    from graft.zoo.registry import get_backbone
+
+    record = get_backbone(backbone)
+    if record.labels != "imagenet-1k":
+        notes.append(f"{backbone}: no ImageNet head, so no zero-training ImageNet row")
+        return None
+    if mapping is None:
+        notes.append(
+            f"{backbone}: the zero-training ImageNet classifier is left out; map the classes to "
+            "ImageNet classes with --imagenet-map (e.g. cats=281-285,dogs=151-268) to include it"
+        )
+        return None
+    missing = sorted(set(classes) - set(mapping))
+    if missing:
+        raise ConfigError(f"--imagenet-map gives no ImageNet classes for {', '.join(missing)}")
+    samples = sorted(
+        (s for s in read_labelled(manifest).samples if s.split == split), key=lambda s: str(s.path)
+    )
+    start = time.perf_counter()
+    full = imagenet_probabilities([s.path for s in samples], backbone=backbone)
+    seconds = time.perf_counter() - start
+    proba = np.column_stack([full[:, mapping[name]].sum(axis=1) for name in classes])
+    proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
+    truth = [s.label for s in samples]
+    y = np.array([classes.index(label) for label in truth])
+    return Row(
+        backbone=backbone,
+        strategy="imagenet (no training)",
+        run_dir=None,
+        metrics=classification_metrics(truth, proba, classes),
+        roc_auc_interval=_auc_interval(y, proba, len(classes)),
+        train_seconds=0.0,
+        images_per_second=len(samples) / seconds if seconds else None,
+        trainable_params=0,
+        total_params=record.params,
+        correct=proba.argmax(1) == y,
+        probabilities=proba,
+    )
+
+
+def _mcnemar(rows: list[Row]) -> list[dict[str, Any]]:
+    """McNemar's exact test of the best run against every other, on the same images."""
+    from scipy.stats import binomtest
+
+    if len(rows) < 2:
+        return []
+    best = max(rows, key=lambda row: row.metrics["accuracy"])
+    results = []
+    for row in rows:
+        if row is best:
+            continue
+        if len(row.correct) != len(best.correct):
+            raise DataError("compared runs were evaluated on different images")
+        only_best = int((best.correct & ~row.correct).sum())
+        only_other = int((~best.correct & row.correct).sum())
+        discordant = only_best + only_other
+        p = (
+            float(binomtest(min(only_best, only_other), discordant, 0.5).pvalue)
+            if discordant
+            else 1.0
+        )
+        results.append(
+            {
+                "best": best.name,
+                "other": row.name,
+                "best_right_other_wrong": only_best,
+                "best_wrong_other_right": only_other,
+                "p_value": p,
+            }
+        )
+    return results

@@ -1,0 +1,398 @@
+"""Exporting a run: ONNX or TorchScript, optionally int8, checked against PyTorch.
+
+The exported model is the whole classifier: it takes **RGB uint8 pixels, N x 3 x S x S**, already
+resized so the shorter side is ``floor(S / crop_pct)`` and centre-cropped to ``S`` (the
+``preprocessing`` entry of its metadata gives ``S``, ``crop_pct`` and the resize filter), does
+its own normalisation, and returns **class probabilities, N x classes**. Its labels and
+preprocessing travel inside it (ONNX ``metadata_props`` / a TorchScript extra file
+``graft.json``), so it can be used with nothing else at hand.
+
+Every export is checked against the PyTorch model on sample images (the run's validation or test
+images): the largest absolute probability difference and the top-1 agreement. The check runs by
+default and the export fails loudly if it does not hold (float: max difference at most 1e-3 and
+every top-1 equal; int8: top-1 agreement of at least 95 %).
+
+Example:
+    >>> result = export_model("runs/cats", format="onnx")  # doctest: +SKIP
+    >>> result.path.name, result.max_difference < 1e-3  # doctest: +SKIP
+    ('model.onnx', True)
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from graft.errors import ConfigError, DataError
+from graft.fileio import atomic_path
+
+FORMATS = ("onnx", "torchscript")
+FLOAT_TOLERANCE = 1e-3
+INT8_AGREEMENT = 0.95
+CHECK_IMAGES = 64
+CALIBRATION_IMAGES = 128
+
+
+@dataclass
+class ExportResult:
+    """What an export produced and how it compared with PyTorch."""
+
+    path: Path
+    format: str
+    int8: bool
+    max_difference: float
+    agreement: float
+    checked: int
+    accuracy: dict[str, float] = field(default_factory=dict)
+
+
+def inference_module(predictor: Any) -> tuple[Any, Any]:
+    """The run's classifier as one PyTorch module (uint8 pixels -> probabilities), and its
+    preprocessing.
+
+    Raises:
+        ConfigError: A linear run over several backbones with different input sizes.
+    """
+    import torch
+    from torch import nn
+
+    from graft.heads import head_module
+    from graft.predictor import LinearPredictor, NeuralPredictor
+
+    if isinstance(predictor, NeuralPredictor):
+        model = predictor.model
+
+        class Network(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+                return torch.softmax(self.model(pixels).float(), dim=1)
+
+        return Network().eval(), predictor.preprocessing
+    assert isinstance(predictor, LinearPredictor)
+    sizes = {spec.preprocessing.input_size for spec in predictor.specs}
+    if len(sizes) > 1:
+        raise ConfigError(
+            "this run concatenates backbones with different input sizes "
+            f"({', '.join(map(str, sorted(sizes)))} px); export takes runs with one input size"
+        )
+    from graft.features.layers import feature_module
+    from graft.zoo.model import create_model
+
+    extractors = nn.ModuleList(
+        feature_module(create_model(spec.record), spec.layer, spec.pool) for spec in predictor.specs
+    )
+    head = head_module(predictor.head)
+
+    class Probe(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.extractors = extractors
+            self.head = head
+
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            features = torch.cat([extract(pixels) for extract in self.extractors], dim=1)
+            return self.head(features)
+
+    return Probe().eval(), predictor.specs[0].preprocessing
+
+
+def metadata(predictor: Any, preprocessing: Any, *, int8: bool) -> dict[str, str]:
+    """What travels inside the exported model."""
+    from graft.training.linear import library_versions
+
+    config = predictor.config
+    return {
+        "graft": json.dumps(
+            {
+                "labels": predictor.classes,
+                "input": "RGB uint8 pixels, N x 3 x S x S: resize the shorter side to "
+                "floor(S / crop_pct) with the given filter, centre-crop to S",
+                "output": "class probabilities, N x classes, in the order of labels",
+                "preprocessing": preprocessing.to_dict(),
+                "strategy": config.get("strategy"),
+                "run": str(predictor.run_dir),
+                "int8": int8,
+                "versions": library_versions(),
+            }
+        ),
+        "labels": json.dumps(predictor.classes),
+        "preprocessing": json.dumps(preprocessing.to_dict()),
+    }
+
+
+def export_model(
+    run_dir: str | Path,
+    *,
+    format: Literal["onnx", "torchscript"] = "onnx",
+    int8: bool = False,
+    out: Path | None = None,
+    check: bool = True,
+) -> ExportResult:
+    """Export a run's classifier (see the module docstring).
+
+    Args:
+        run_dir: A complete run directory.
+        format: ``onnx`` or ``torchscript``.
+        int8: ONNX only: static int8 quantization, calibrated on a sample of the training
+            images; the float and int8 accuracies on the validation (else test) split are
+            measured and returned.
+        out: The file to write (default ``RUN_DIR/model.onnx``, ``model.int8.onnx`` or
+            ``model.torchscript.pt``).
+        check: Compare with PyTorch on sample images and fail if they disagree.
+
+    Raises:
+        ConfigError: Unknown format, or int8 with TorchScript.
+        DataError: The check failed (the file is removed), or the run has no images to check.
+    """
+    import torch
+
+    from graft.predictor import load
+
+    if format not in FORMATS:
+        raise ConfigError(f"--format {format!r} is not one of: {', '.join(FORMATS)}")
+    if int8 and format != "onnx":
+        raise ConfigError(
+            "--int8 applies to ONNX exports (quantized with ONNX Runtime); "
+            "drop --format torchscript"
+        )
+    folder = Path(run_dir)
+    predictor = load(folder)
+    module, preprocessing = inference_module(predictor)
+    size = preprocessing.input_size
+    example = torch.zeros((1, 3, size, size), dtype=torch.uint8)
+    name = {
+        "onnx": "model.int8.onnx" if int8 else "model.onnx",
+        "torchscript": "model.torchscript.pt",
+    }[format]
+    target = Path(out) if out is not None else folder / name
+    info = metadata(predictor, preprocessing, int8=int8)
+    if format == "onnx":
+        _export_onnx(
+            module,
+            example,
+            target,
+            info,
+            int8=int8,
+            calibration=_calibration_pixels(folder, preprocessing) if int8 else None,
+        )
+        run_exported = _onnx_runner(target)
+    else:
+        _export_torchscript(module, example, target, info)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch deprecates TorchScript
+            scripted = torch.jit.load(str(target))
+
+        def run_exported(pixels: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return np.asarray(scripted(torch.from_numpy(pixels)).numpy(), dtype=np.float64)
+
+    result = ExportResult(target, format, int8, 0.0, 1.0, 0)
+    if check:
+        _check(result, module, run_exported, folder, preprocessing)
+    if int8:
+        result.accuracy = _accuracies(module, run_exported, folder, preprocessing)
+    return result
+
+
+def _export_onnx(
+    module: Any,
+    example: Any,
+    target: Path,
+    info: dict[str, str],
+    *,
+    int8: bool,
+    calibration: np.ndarray | None,
+) -> None:
+    import onnx
+    import torch
+
+    with atomic_path(target) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        float_path = tmp.with_suffix(".float.onnx")
+        try:
+            with torch.no_grad():
+                torch.onnx.export(
+                    module,
+                    (example,),
+                    str(float_path),
+                    input_names=["pixels"],
+                    output_names=["probabilities"],
+                    dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}},
+                    opset_version=17,
+                    dynamo=False,
+                )
+            if int8:
+                _quantize(float_path, tmp, calibration)
+            else:
+                float_path.replace(tmp)
+            model = onnx.load(str(tmp))
+            for key, value in info.items():
+                entry = model.metadata_props.add()
+                entry.key, entry.value = key, value
+            onnx.save(model, str(tmp))
+        finally:
+            float_path.unlink(missing_ok=True)
+
+
+def _quantize(source: Path, target: Path, calibration: np.ndarray | None) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if calibration is None or not len(calibration):
+        raise DataError("int8 calibration needs training images; the run's split.csv lists none")
+    batches = [{"pixels": calibration[i : i + 16]} for i in range(0, len(calibration), 16)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    prepared = source.with_suffix(".prep.onnx")
+    try:
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(target),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
+
+
+def _export_torchscript(module: Any, example: Any, target: Path, info: dict[str, str]) -> None:
+    import torch
+
+    with atomic_path(target) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, example, check_trace=False)
+        torch.jit.save(traced, str(tmp), _extra_files={"graft.json": info["graft"]})
+
+
+def _onnx_runner(path: Path) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(session.run(None, {"pixels": pixels})[0], dtype=np.float64)
+
+    return run
+
+
+def _sample_paths(folder: Path, splits: tuple[str, ...], limit: int) -> list[Path]:
+    from graft.data.table import read_table
+
+    manifest = folder / "split.csv"
+    if not manifest.is_file():
+        return []
+    samples = [s for s in read_table(manifest).samples if s.split in splits]
+    rng = np.random.default_rng(0)
+    chosen = (
+        sorted(rng.choice(len(samples), size=min(limit, len(samples)), replace=False).tolist())
+        if samples
+        else []
+    )
+    return [samples[i].path for i in chosen]
+
+
+def _pixels(paths: list[Path], preprocessing: Any) -> np.ndarray:
+    from graft.data.loading import iter_batches
+    from graft.data.transforms import eval_transform, resize_target
+
+    blocks = [
+        batch.pixels.numpy()
+        for batch in iter_batches(
+            paths, eval_transform(preprocessing), draft_size=resize_target(preprocessing)
+        )
+        if batch.paths
+    ]
+    size = preprocessing.input_size
+    return np.concatenate(blocks) if blocks else np.zeros((0, 3, size, size), np.uint8)
+
+
+def _calibration_pixels(folder: Path, preprocessing: Any) -> np.ndarray:
+    return _pixels(_sample_paths(folder, ("train",), CALIBRATION_IMAGES), preprocessing)
+
+
+def _torch_probabilities(module: Any, pixels: np.ndarray) -> np.ndarray:
+    import torch
+
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(pixels), 32):
+            outputs.append(module(torch.from_numpy(pixels[start : start + 32])).double().numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0))
+
+
+def _check(
+    result: ExportResult, module: Any, run_exported: Any, folder: Path, preprocessing: Any
+) -> None:
+    pixels = _pixels(_sample_paths(folder, ("val", "test", "train"), CHECK_IMAGES), preprocessing)
+    if not len(pixels):
+        raise DataError(
+            f"{folder}: no images to check the export against (split.csv lists none readable)"
+        )
+    expected = _torch_probabilities(module, pixels)
+    got = np.concatenate([run_exported(pixels[i : i + 32]) for i in range(0, len(pixels), 32)])
+    result.max_difference = float(np.abs(expected - got).max())
+    result.agreement = float((expected.argmax(1) == got.argmax(1)).mean())
+    result.checked = len(pixels)
+    passed = (
+        result.agreement >= INT8_AGREEMENT
+        if result.int8
+        else (result.max_difference <= FLOAT_TOLERANCE and result.agreement == 1.0)
+    )
+    if not passed:
+        result.path.unlink(missing_ok=True)
+        raise DataError(
+            f"the exported model disagrees with PyTorch on {result.checked} images (max "
+            f"probability difference {result.max_difference:.2e}, top-1 agreement "
+            f"{result.agreement:.1%}); "
+            f"{result.path} was removed"
+        )
+
+
+def _accuracies(
+    module: Any, run_exported: Any, folder: Path, preprocessing: Any
+) -> dict[str, float]:
+    """Float and int8 accuracy on the validation (else test) split."""
+    from graft.data.table import read_table
+
+    samples = [s for s in read_table(folder / "split.csv").samples if s.split in ("val",)]
+    if not samples:
+        samples = [s for s in read_table(folder / "split.csv").samples if s.split == "test"]
+    classes = json.loads((folder / "config.json").read_text())["classes"]
+    pixels = _pixels([s.path for s in samples], preprocessing)
+    if len(pixels) != len(samples):
+        raise DataError("some evaluation images could not be decoded; cannot compare accuracies")
+    truth = np.array([classes.index(s.label) for s in samples])
+    float_proba = _torch_probabilities(module, pixels)
+    int8_proba = np.concatenate(
+        [run_exported(pixels[i : i + 32]) for i in range(0, len(pixels), 32)]
+    )
+    return {
+        "float": float((float_proba.argmax(1) == truth).mean()),
+        "int8": float((int8_proba.argmax(1) == truth).mean()),
+        "images": float(len(samples)),
+    }

@@ -1,0 +1,446 @@
+"""``graft.load``: a run directory as a Predictor, raw images in, labels and probabilities out.
+
+The Predictor prepares images exactly as training did (the run's own preprocessing record) and
+serves every strategy: a classic head on backbone features (linear runs), a trained network
+(head, finetune, scratch), or the run's exported ONNX model (``backend="onnx"``, ONNX Runtime).
+Files are decoded on worker threads while the model runs, a bounded number of batches ahead, so
+memory stays flat however many files there are.
+
+Example:
+    >>> import graft
+    >>> predictor = graft.load("runs/cats-vs-dogs")  # doctest: +SKIP
+    >>> predictor.predict(["cat.jpg"])[0].label  # doctest: +SKIP
+    'cats'
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from graft.errors import ConfigError, DataError
+from graft.runs import HEAD, read_config
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from graft.features.engines import Engine
+    from graft.features.extract import FeatureSpec
+    from graft.heads import ClassicHead
+    from graft.zoo.records import Preprocessing
+
+BACKENDS = ("auto", "torch", "openvino", "onnx")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The prediction for one image.
+
+    Attributes:
+        label: The most probable class (``""`` when ``error`` is set).
+        confidence: Its probability.
+        probabilities: Every class's probability.
+        source: The file path, when the input was one.
+        error: Why the image could not be read, or ``None``.
+    """
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float] = field(default_factory=dict)
+    source: str | None = None
+    error: str | None = None
+
+    def top(self, k: int) -> list[tuple[str, float]]:
+        """Return the ``k`` most probable (class, probability) pairs."""
+        return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
+
+
+class Predictor:
+    """Turns images into :class:`Prediction` objects; see the module docstring.
+
+    Subclasses say which preprocessings their inputs need and how pixels become probabilities.
+    """
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], engine: str = "auto") -> None:
+        self.run_dir = run_dir
+        self.config = config
+        self.engine_name = engine
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names, in probability-column order."""
+        return list(self.config["classes"])
+
+    @property
+    def preprocessings(self) -> list[Preprocessing]:
+        """The preprocessing of each model input (one per backbone)."""
+        raise NotImplementedError
+
+    def probabilities_from_pixels(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """``N x classes`` probabilities from uint8 pixels, one array per model input."""
+        raise NotImplementedError
+
+    # -- shared by every kind of predictor -----------------------------------------------------
+
+    def _draft_size(self) -> int:
+        from graft.data.transforms import resize_target
+
+        return max(resize_target(p) for p in self.preprocessings)
+
+    def _tensors(self, image: Image.Image) -> list[torch.Tensor]:
+        from graft.data.transforms import eval_transform
+
+        return [eval_transform(p)(image) for p in self.preprocessings]
+
+    def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """``N x classes`` probabilities for decoded RGB images."""
+        import torch
+
+        prepared = [self._tensors(image) for image in images]
+        inputs = [
+            torch.stack([p[i] for p in prepared]).numpy() for i in range(len(self.preprocessings))
+        ]
+        return self.probabilities_from_pixels(inputs)
+
+    def iter_predict(
+        self, paths: Sequence[Path | str], *, batch_size: int = 32
+    ) -> Iterator[Prediction]:
+        """Predict image files in order, decoding on threads while the model runs.
+
+        A file that cannot be read yields a :class:`Prediction` with ``error`` set.
+        """
+
+        from graft.data.images import load_image
+        from graft.data.loading import iter_decoded
+
+        draft = self._draft_size()
+
+        def prepare(path: Path) -> list[torch.Tensor]:
+            return self._tensors(load_image(path, draft_size=draft))
+
+        files = [Path(p) for p in paths]
+        for chunk, results in iter_decoded(files, prepare, batch_size=batch_size):
+            good = [r for r in results if not isinstance(r, str)]
+            rows = iter(self._rows(good)) if good else iter(())
+            for path, result in zip(chunk, results, strict=True):
+                if isinstance(result, str):
+                    yield Prediction("", 0.0, source=str(path), error=result)
+                else:
+                    yield self._prediction(next(rows), str(path))
+
+    def _rows(self, prepared: list[list[torch.Tensor]]) -> np.ndarray:
+        import torch
+
+        inputs = [
+            torch.stack([p[i] for p in prepared]).numpy() for i in range(len(self.preprocessings))
+        ]
+        return self.probabilities_from_pixels(inputs)
+
+    def _prediction(self, row: np.ndarray, source: str | None) -> Prediction:
+        best = int(np.argmax(row))
+        probabilities = {name: float(p) for name, p in zip(self.classes, row, strict=True)}
+        return Prediction(self.classes[best], float(row[best]), probabilities, source=source)
+
+    def predict_files(
+        self, paths: Sequence[Path], hashes: Sequence[str | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[Path, str]]]:
+        """Predict image files.
+
+        Returns:
+            Probabilities (rows of failed files are NaN), the mask of rows that succeeded, and
+            ``(path, reason)`` for files that failed.
+        """
+        proba = np.full((len(paths), len(self.classes)), np.nan)
+        ok = np.zeros(len(paths), dtype=bool)
+        failures: list[tuple[Path, str]] = []
+        for row, prediction in enumerate(self.iter_predict(paths)):
+            if prediction.error is None:
+                proba[row] = [prediction.probabilities[name] for name in self.classes]
+                ok[row] = True
+            else:
+                failures.append((Path(paths[row]), prediction.error))
+        return proba, ok, failures
+
+    def predict(self, images: Sequence[Any], *, batch_size: int = 32) -> list[Prediction]:
+        """Predict paths, PIL images or ``H x W x 3`` uint8 arrays; bad inputs get ``error``.
+
+        Example:
+            >>> predictor = load("runs/cats")  # doctest: +SKIP
+            >>> images = ["a.jpg", PIL.Image.open("b.png")]  # doctest: +SKIP
+            >>> [p.label for p in predictor.predict(images)]  # doctest: +SKIP
+            ['cats', 'dogs']
+        """
+        draft = self._draft_size()
+        results: list[Prediction] = []
+        for start in range(0, len(images), batch_size):
+            decoded: list[Image.Image] = []
+            slots: list[int] = []
+            chunk: list[Prediction] = []
+            for item in images[start : start + batch_size]:
+                source = str(item) if isinstance(item, (str, Path)) else None
+                try:
+                    decoded.append(to_image(item, draft))
+                    slots.append(len(chunk))
+                    chunk.append(Prediction("", 0.0, source=source))
+                except DataError as err:
+                    chunk.append(Prediction("", 0.0, source=source, error=str(err)))
+            if decoded:
+                for slot, row in zip(slots, self.probabilities(decoded), strict=True):
+                    chunk[slot] = self._prediction(row, chunk[slot].source)
+            results.extend(chunk)
+        return results
+
+    def predict_proba(self, images: Sequence[Any], *, batch_size: int = 32) -> np.ndarray:
+        """Return ``N x classes`` probabilities; an unreadable input raises :class:`DataError`."""
+        predictions = self.predict(images, batch_size=batch_size)
+        failed = [p.error for p in predictions if p.error]
+        if failed:
+            raise DataError(failed[0] or "unreadable image")
+        return np.array([[p.probabilities[name] for name in self.classes] for p in predictions])
+
+
+class LinearPredictor(Predictor):
+    """A classic head on backbone features (the linear strategy)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config: dict[str, Any],
+        specs: list[FeatureSpec],
+        head: ClassicHead,
+        engine: str = "auto",
+    ) -> None:
+        super().__init__(run_dir, config, engine)
+        self.specs = specs
+        self.head = head
+        self._engines: list[Engine] = []
+
+    @property
+    def preprocessings(self) -> list[Preprocessing]:
+        return [spec.preprocessing for spec in self.specs]
+
+    def features_from_pixels(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Backbone features (concatenated over the run's backbones) of uint8 pixels."""
+        if not self._engines:
+            from graft.features.engines import create_engine
+            from graft.features.layers import feature_module
+            from graft.zoo.model import create_model
+
+            for spec in self.specs:
+                network = feature_module(create_model(spec.record), spec.layer, spec.pool)
+                self._engines.append(
+                    create_engine(
+                        network,
+                        input_size=spec.preprocessing.input_size,
+                        engine=self.engine_name,
+                        cache_key=spec.key,
+                    )
+                )
+        return np.concatenate(
+            [engine(pixels) for engine, pixels in zip(self._engines, inputs, strict=True)], axis=1
+        )
+
+    def probabilities_from_pixels(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        return self.head.predict_proba(self.features_from_pixels(inputs))
+
+    def predict_files(
+        self, paths: Sequence[Path], hashes: Sequence[str | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[Path, str]]]:
+        """Predict image files through the feature cache (fast for files seen before)."""
+        from graft.features.extract import extract_features
+
+        ok = np.ones(len(paths), dtype=bool)
+        blocks: list[np.ndarray] = []
+        failures: dict[Path, str] = {}
+        for spec in self.specs:
+            result = extract_features(paths, spec, engine=self.engine_name, hashes=hashes)
+            blocks.append(result.features)
+            ok &= result.ok
+            failures.update(result.failures)
+        proba = np.full((len(paths), len(self.classes)), np.nan)
+        if ok.any():
+            proba[ok] = self.head.predict_proba(np.concatenate(blocks, axis=1)[ok])
+        return proba, ok, list(failures.items())
+
+
+class NeuralPredictor(Predictor):
+    """A trained network (head, finetune and scratch strategies), run by the inference engine."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], engine: str = "auto") -> None:
+        from graft.training.neural import load_neural_model
+        from graft.zoo.records import Preprocessing
+
+        super().__init__(run_dir, config, engine)
+        self.model = load_neural_model(run_dir, config)
+        self.preprocessing = Preprocessing.from_dict(config["backbone"]["preprocessing"])
+        self._engine: Engine | None = None
+
+    @property
+    def preprocessings(self) -> list[Preprocessing]:
+        return [self.preprocessing]
+
+    def probabilities_from_pixels(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        if self._engine is None:
+            from graft.features.engines import create_engine
+            from graft.hashing import sha256_file
+
+            self._engine = create_engine(
+                softmax_module(self.model),
+                input_size=self.preprocessing.input_size,
+                engine=self.engine_name,
+                cache_key=f"run-{sha256_file(self.run_dir / 'model.safetensors')[:24]}",
+            )
+        return np.asarray(self._engine(inputs[0]), dtype=np.float64)
+
+
+class OnnxPredictor(Predictor):
+    """A run's exported ONNX model, run by ONNX Runtime (preprocessing from its metadata)."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], model_file: Path) -> None:
+        import onnxruntime as ort
+
+        from graft.zoo.records import Preprocessing
+
+        super().__init__(run_dir, config, "onnx")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            str(model_file), options, providers=["CPUExecutionProvider"]
+        )
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "labels" not in meta or "preprocessing" not in meta:
+            raise DataError(
+                f"{model_file}: not a graft export (no labels/preprocessing metadata); "
+                "export it again"
+            )
+        self.labels = list(json.loads(meta["labels"]))
+        self.preprocessing = Preprocessing.from_dict(json.loads(meta["preprocessing"]))
+        self.model_file = model_file
+
+    @property
+    def classes(self) -> list[str]:
+        return self.labels
+
+    @property
+    def preprocessings(self) -> list[Preprocessing]:
+        return [self.preprocessing]
+
+    def probabilities_from_pixels(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        return np.asarray(
+            self.session.run(None, {"pixels": np.ascontiguousarray(inputs[0])})[0], dtype=np.float64
+        )
+
+
+def softmax_module(model: Any) -> Any:
+    """Wrap a model so it returns probabilities (what the inference engine runs)."""
+    from torch import nn
+
+    class Softmax(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixels: Any) -> Any:
+            return self.model(pixels).float().softmax(dim=1)
+
+    return Softmax().eval()
+
+
+def to_image(item: Any, draft_size: int) -> Image.Image:
+    """A path, PIL image or uint8 array as an RGB PIL image.
+
+    Raises:
+        DataError: An unreadable file, or an array that is not uint8 pixels.
+    """
+    from PIL import Image
+
+    from graft.data.images import load_image, to_rgb
+
+    if isinstance(item, (str, Path)):
+        return load_image(item, draft_size=draft_size)
+    if isinstance(item, Image.Image):
+        return to_rgb(item)
+    if isinstance(item, np.ndarray):
+        if (
+            item.dtype != np.uint8
+            or item.ndim not in (2, 3)
+            or (item.ndim == 3 and item.shape[2] not in (1, 3, 4))
+        ):
+            raise DataError(
+                f"array of shape {item.shape} and dtype {item.dtype}: expected H x W x 3 "
+                "(or H x W) uint8 pixels"
+            )
+        return to_rgb(
+            Image.fromarray(item.squeeze(2) if item.ndim == 3 and item.shape[2] == 1 else item)
+        )
+    raise DataError(
+        f"cannot predict a {type(item).__name__}: pass file paths, PIL images or uint8 arrays"
+    )
+
+
+def load(
+    run_dir: str | Path, *, backend: str = "auto", model_file: str | Path | None = None
+) -> Predictor:
+    """Load a run directory as a :class:`Predictor`.
+
+    Args:
+        run_dir: A run directory written by ``graft train``.
+        backend: ``auto`` (OpenVINO on a CPU, else PyTorch), ``torch``, ``openvino``, or
+            ``onnx`` (ONNX Runtime on the run's exported model; see ``graft export``).
+        model_file: For ``onnx``: the exported file (default ``RUN_DIR/model.onnx``).
+
+    Raises:
+        DataError: Not a run directory, or a file of it is missing or corrupt.
+        ConfigError: Unknown backend, or a strategy this graft cannot load.
+    """
+    from graft.heads import ClassicHead
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}")
+    folder = Path(run_dir)
+    config = read_config(folder)
+    if backend == "onnx":
+        exported = Path(model_file) if model_file is not None else folder / "model.onnx"
+        if not exported.is_file():
+            raise DataError(
+                f"{exported}: no exported model; run `graft export {folder} --format onnx` first"
+            )
+        return OnnxPredictor(folder, config, exported)
+    strategy = config.get("strategy")
+    if strategy == "linear":
+        specs = [_spec(folder, entry) for entry in config["features"]]
+        engine = backend if backend != "auto" else str(config.get("engine", "auto"))
+        return LinearPredictor(folder, config, specs, ClassicHead.load(folder / HEAD), engine)
+    if strategy in ("head", "finetune", "scratch"):
+        engine = (
+            backend if backend != "auto" else str(config.get("options", {}).get("engine", "auto"))
+        )
+        return NeuralPredictor(folder, config, engine)
+    raise ConfigError(f"{folder}: strategy {strategy!r} cannot be loaded by this graft version")
+
+
+def _spec(folder: Path, entry: dict[str, Any]) -> FeatureSpec:
+    """Rebuild a feature spec from a run's config, checking the weights are the same."""
+    from graft.features.extract import FeatureSpec
+    from graft.zoo.records import Preprocessing
+    from graft.zoo.registry import get_backbone
+
+    record = get_backbone(entry["backbone"])
+    if record.weights.sha256 != entry.get("weights_sha256"):
+        raise DataError(
+            f"{folder}: trained on {entry['backbone']} weights with SHA-256 "
+            f"{str(entry.get('weights_sha256'))[:16]}..., but this machine's are "
+            f"{str(record.weights.sha256)[:16]}...; add the original weights (graft weights add)"
+        )
+    return FeatureSpec(
+        record=record,
+        preprocessing=Preprocessing.from_dict(entry["preprocessing"]),
+        layer=entry["layer"],
+        pool=entry["pool"],
+    )

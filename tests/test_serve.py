@@ -1,0 +1,237 @@
+"""The web service: every route, every error, micro-batching, the page in a real browser."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from graft.serve import MicroBatcher, QueueFullError, ServeOptions, create_app
+from graft.training import LinearOptions, train_linear
+from synthetic import tinted_image, write_class_folders
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("serve")
+    data = root / "data"
+    write_class_folders(data / "train", 10)
+    write_class_folders(data / "validation", 4, start=100)
+    train_linear(data, out=root / "run", options=LinearOptions(engine="torch"))
+    return root / "run"
+
+
+def _png(color: tuple[int, int, int] = (200, 40, 40), seed: int = 5) -> bytes:
+    buffer = io.BytesIO()
+    tinted_image(color, seed=seed).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def client(run: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(run, ServeOptions(backend="torch"))) as test_client:
+        yield test_client
+
+
+def test_health_info_and_page(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    info = client.get("/info").json()
+    assert info["labels"] == ["blue", "red"] and info["strategy"] == "linear"
+    assert info["metrics"]["val"]["accuracy"] > 0.5 and info["api_key_required"] is False
+    page = client.get("/")
+    assert page.status_code == 200 and "Drop images here" in page.text
+
+
+def test_predict_one_and_many(client: TestClient) -> None:
+    one = client.post("/predict", files={"file": ("red.png", _png(), "image/png")})
+    assert one.status_code == 200
+    (prediction,) = one.json()["predictions"]
+    assert prediction["filename"] == "red.png" and prediction["label"] == "red"
+    assert (
+        len(prediction["top_k"]) == 2
+        and abs(sum(t["probability"] for t in prediction["top_k"]) - 1) < 1e-4
+    )
+    files = [
+        ("files", (f"{i}.png", _png(color, seed=i), "image/png"))
+        for i, color in enumerate([(200, 40, 40), (40, 40, 200)] * 3)
+    ]
+    many = client.post("/predict?top_k=1", files=files)
+    labels = [p["label"] for p in many.json()["predictions"]]
+    assert labels == ["red", "blue"] * 3 and all(
+        len(p["top_k"]) == 1 for p in many.json()["predictions"]
+    )
+
+
+def test_uploads_are_never_written_to_disk(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an upload touched the disk")
+
+    for name in ("SpooledTemporaryFile", "NamedTemporaryFile", "TemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, refuse)
+    response = client.post("/predict", files={"file": ("red.png", _png() * 1, "image/png")})
+    assert response.status_code == 200
+
+
+def test_too_large_uploads_get_413(run: Path) -> None:
+    with TestClient(create_app(run, ServeOptions(backend="torch", max_upload_bytes=2000))) as small:
+        response = small.post(
+            "/predict", files={"file": ("big.png", _png() + b"\0" * 5000, "image/png")}
+        )
+        assert response.status_code == 413 and "upload limit of 2,000" in response.json()["detail"]
+    with TestClient(create_app(run, ServeOptions(backend="torch", max_files=2))) as few:
+        files = [("files", (f"{i}.png", _png(), "image/png")) for i in range(3)]
+        assert few.post("/predict", files=files).status_code == 413
+
+
+def test_unsupported_and_corrupt_images(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = client.post("/predict", files={"file": ("notes.png", b"hello", "image/png")})
+    assert text.status_code == 415 and "notes.png: not a readable image" in text.json()["detail"]
+    cut = client.post("/predict", files={"file": ("cut.png", _png()[:120], "image/png")})
+    assert cut.status_code == 422 and "cut.png: truncated or corrupt" in cut.json()["detail"]
+    assert (
+        client.post(
+            "/predict", content=b"{}", headers={"content-type": "application/json"}
+        ).status_code
+        == 415
+    )
+    assert client.post("/predict", data={"field": "no file"}).status_code == 415
+    monkeypatch.setenv("GRAFT_MAX_PIXELS", "100")
+    bomb = client.post("/predict", files={"file": ("huge.png", _png(), "image/png")})
+    assert bomb.status_code == 422 and "exceeds the limit of 100" in bomb.json()["detail"]
+
+
+def test_api_key(run: Path) -> None:
+    with TestClient(create_app(run, ServeOptions(backend="torch", api_key="s3cret"))) as locked:
+        files = {"file": ("red.png", _png(), "image/png")}
+        assert locked.post("/predict", files=files).status_code == 401
+        assert (
+            locked.post("/predict", files=files, headers={"X-API-Key": "wrong"}).status_code == 401
+        )
+        assert (
+            locked.post("/predict", files=files, headers={"X-API-Key": "s3cret"}).status_code == 200
+        )
+        assert locked.get("/health").status_code == 200
+        assert locked.get("/info").json()["api_key_required"] is True
+
+
+def test_full_queue_gets_503_and_slow_model_504(run: Path) -> None:
+    with TestClient(create_app(run, ServeOptions(backend="torch", max_queue=1))) as tiny:
+        files = [("files", (f"{i}.png", _png(), "image/png")) for i in range(2)]
+        busy = tiny.post("/predict", files=files)
+        assert busy.status_code == 503 and "busy" in busy.json()["detail"]
+    app = create_app(run, ServeOptions(backend="torch", timeout_s=0.05))
+    with TestClient(app) as slow:
+        app.state.batcher.run = lambda images: time.sleep(1.0) or np.zeros((len(images), 2))
+        late = slow.post("/predict", files={"file": ("red.png", _png(), "image/png")})
+        assert late.status_code == 504
+
+
+def test_concurrent_requests_share_batches() -> None:
+    calls: list[int] = []
+
+    def model(images: list[object]) -> np.ndarray:
+        calls.append(len(images))
+        time.sleep(0.02)
+        return np.ones((len(images), 2)) / 2
+
+    async def main() -> list[np.ndarray]:
+        batcher = MicroBatcher(model, max_batch=8, max_wait_s=0.01, max_queue=64)
+        await batcher.start()
+        results = await asyncio.gather(*(batcher.submit([i]) for i in range(16)))
+        with pytest.raises(QueueFullError):
+            await batcher.submit(list(range(65)))
+        await batcher.stop()
+        return list(results)
+
+    results = asyncio.run(main())
+    assert len(results) == 16 and all(r.shape == (1, 2) for r in results)
+    assert sum(calls) == 16 and len(calls) < 16  # requests were batched together
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(shared_data: Path, tmp_path: Path) -> Iterator[str]:
+    """A cats/dogs linear probe on 40 real photos, served by uvicorn on loopback."""
+    import uvicorn
+
+    train = shared_data / "cats_and_dogs_filtered" / "train"
+    rows = ["path,label,split"]
+    for label in ("cats", "dogs"):
+        files = sorted((train / label).iterdir())
+        rows += [f"{f},{label},train" for f in files[:16]] + [
+            f"{f},{label},val" for f in files[16:20]
+        ]
+    table = tmp_path / "few.csv"
+    table.write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    train_linear(table, out=run)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(run), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)"
+)
+def test_the_page_classifies_an_uploaded_cat_in_a_real_browser(
+    live_server: str, shared_data: Path, tmp_path: Path
+) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    cat = shared_data / "cats_and_dogs_filtered" / "validation" / "cats" / "cat.2000.jpg"
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page()
+        page.goto(live_server + "/")
+        page.set_input_files("#files", str(cat))
+        page.wait_for_selector(".card[data-label]", timeout=30_000)
+        label = page.text_content(".card .label") or ""
+        assert label.startswith("cats ") and label.endswith("%")
+        assert page.locator(".card .bar").count() == 2
+        assert page.evaluate("document.querySelector('.card img').naturalWidth") > 0
+        page.screenshot(path=str(tmp_path / "serve.png"), full_page=True)
+        browser.close()
+    assert (tmp_path / "serve.png").stat().st_size > 5_000
+
+
+def test_bounded_load_on_loopback(run: Path) -> None:
+    """A short version of bench/serve_load.py: zero errors under concurrency, then it stops."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from serve_load import load_test
+
+    report = load_test(run, requests=120, concurrency=8, backend="torch")
+    assert report["errors"] == 0 and report["requests"] == 120
+    assert report["p50_ms"] > 0 and report["p99_ms"] >= report["p50_ms"]
