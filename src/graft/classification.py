@@ -179,7 +179,7 @@ def imagenet_probabilities(
 
     from graft.data.loading import iter_batches
     from graft.data.transforms import eval_transform, resize_target
-    from graft.features.engines import create_engine
+    from graft.engines import create_engine
     from graft.zoo.model import create_model
 
     model = create_model(backbone)

@@ -212,25 +212,19 @@ def _export_onnx(
     calibration: np.ndarray | None,
 ) -> None:
     import onnx
-    import torch
 
-    with atomic_path(target) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    from graft.engines.onnx_io import export_onnx, quantize_onnx
+
+    with atomic_path(target) as tmp:
         float_path = tmp.with_suffix(".float.onnx")
         try:
-            with torch.no_grad():
-                torch.onnx.export(
-                    module,
-                    (example,),
-                    str(float_path),
-                    input_names=["pixels"],
-                    output_names=["probabilities"],
-                    dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}},
-                    opset_version=17,
-                    dynamo=False,
-                )
+            export_onnx(module, int(example.shape[-1]), float_path, output="probabilities")
             if int8:
-                _quantize(float_path, tmp, calibration)
+                if calibration is None or not len(calibration):
+                    raise DataError(
+                        "int8 calibration needs training images; the run's split.csv lists none"
+                    )
+                quantize_onnx(float_path, tmp, calibration)
             else:
                 float_path.replace(tmp)
             model = onnx.load(str(tmp))
@@ -240,42 +234,6 @@ def _export_onnx(
             onnx.save(model, str(tmp))
         finally:
             float_path.unlink(missing_ok=True)
-
-
-def _quantize(source: Path, target: Path, calibration: np.ndarray | None) -> None:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    if calibration is None or not len(calibration):
-        raise DataError("int8 calibration needs training images; the run's split.csv lists none")
-    batches = [{"pixels": calibration[i : i + 16]} for i in range(0, len(calibration), 16)]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter(batches)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.batches, None)
-
-    prepared = source.with_suffix(".prep.onnx")
-    try:
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(target),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
-    finally:
-        prepared.unlink(missing_ok=True)
 
 
 def _export_torchscript(module: Any, example: Any, target: Path, info: dict[str, str]) -> None:
@@ -316,23 +274,10 @@ def _sample_paths(folder: Path, splits: tuple[str, ...], limit: int) -> list[Pat
     return [samples[i].path for i in chosen]
 
 
-def _pixels(paths: list[Path], preprocessing: Any) -> np.ndarray:
-    from graft.data.loading import iter_batches
-    from graft.data.transforms import eval_transform, resize_target
-
-    blocks = [
-        batch.pixels.numpy()
-        for batch in iter_batches(
-            paths, eval_transform(preprocessing), draft_size=resize_target(preprocessing)
-        )
-        if batch.paths
-    ]
-    size = preprocessing.input_size
-    return np.concatenate(blocks) if blocks else np.zeros((0, 3, size, size), np.uint8)
-
-
 def _calibration_pixels(folder: Path, preprocessing: Any) -> np.ndarray:
-    return _pixels(_sample_paths(folder, ("train",), CALIBRATION_IMAGES), preprocessing)
+    from graft.data.loading import decode_pixels
+
+    return decode_pixels(_sample_paths(folder, ("train",), CALIBRATION_IMAGES), preprocessing)
 
 
 def _torch_probabilities(module: Any, pixels: np.ndarray) -> np.ndarray:
@@ -348,7 +293,10 @@ def _torch_probabilities(module: Any, pixels: np.ndarray) -> np.ndarray:
 def _check(
     result: ExportResult, module: Any, run_exported: Any, folder: Path, preprocessing: Any
 ) -> None:
-    pixels = _pixels(_sample_paths(folder, ("val", "test", "train"), CHECK_IMAGES), preprocessing)
+    from graft.data.loading import decode_pixels
+
+    paths = _sample_paths(folder, ("val", "test", "train"), CHECK_IMAGES)
+    pixels = decode_pixels(paths, preprocessing)
     if not len(pixels):
         raise DataError(
             f"{folder}: no images to check the export against (split.csv lists none readable)"
@@ -383,7 +331,9 @@ def _accuracies(
     if not samples:
         samples = [s for s in read_table(folder / "split.csv").samples if s.split == "test"]
     classes = json.loads((folder / "config.json").read_text())["classes"]
-    pixels = _pixels([s.path for s in samples], preprocessing)
+    from graft.data.loading import decode_pixels
+
+    pixels = decode_pixels([s.path for s in samples], preprocessing)
     if len(pixels) != len(samples):
         raise DataError("some evaluation images could not be decoded; cannot compare accuracies")
     truth = np.array([classes.index(s.label) for s in samples])

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from graft.features.engines import Engine
+    from graft.engines import Engine
     from graft.features.extract import FeatureSpec
     from graft.heads import ClassicHead
     from graft.zoo.records import Preprocessing
@@ -228,20 +228,9 @@ class LinearPredictor(Predictor):
     def features_from_pixels(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Backbone features (concatenated over the run's backbones) of uint8 pixels."""
         if not self._engines:
-            from graft.features.engines import create_engine
-            from graft.features.layers import feature_module
-            from graft.zoo.model import create_model
+            from graft.features.extract import feature_engine
 
-            for spec in self.specs:
-                network = feature_module(create_model(spec.record), spec.layer, spec.pool)
-                self._engines.append(
-                    create_engine(
-                        network,
-                        input_size=spec.preprocessing.input_size,
-                        engine=self.engine_name,
-                        cache_key=spec.key,
-                    )
-                )
+            self._engines = [feature_engine(spec, engine=self.engine_name) for spec in self.specs]
         return np.concatenate(
             [engine(pixels) for engine, pixels in zip(self._engines, inputs, strict=True)], axis=1
         )
@@ -287,7 +276,7 @@ class NeuralPredictor(Predictor):
 
     def probabilities_from_pixels(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         if self._engine is None:
-            from graft.features.engines import create_engine
+            from graft.engines import create_engine
             from graft.hashing import sha256_file
 
             self._engine = create_engine(
@@ -443,4 +432,7 @@ def _spec(folder: Path, entry: dict[str, Any]) -> FeatureSpec:
         preprocessing=Preprocessing.from_dict(entry["preprocessing"]),
         layer=entry["layer"],
         pool=entry["pool"],
+        precision=entry.get("precision", "fp32"),
+        calibration=entry.get("calibration"),
+        calibration_files=tuple(Path(f) for f in entry.get("calibration_files", [])),
     )

@@ -33,7 +33,7 @@ def compare(
     unfreeze: str = typer.Option("2", help="finetune: top stages to unfreeze, or all."),
     augment: str = typer.Option("standard", help="Neural strategies: augmentation preset or file."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per step."),
-    engine: str = typer.Option("auto", help="auto, torch or openvino."),
+    engine: str = typer.Option("auto", help="auto, torch, onnxruntime or openvino."),
 ) -> None:
     """Train every strategy on every backbone on identical splits; write compare.html/json."""
     from graft.data.prepare import DataOptions

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from graft.cli.render import extraction_progress
+from graft.cli.render import extraction_progress, precision_summary
 from graft.zoo.registry import DEFAULT_BACKBONE
 
 
@@ -23,19 +23,39 @@ def extract(
     root: Path | None = typer.Option(
         None, help="For a CSV/TSV: the folder its paths are relative to."
     ),
-    engine: str = typer.Option("auto", help="auto, torch or openvino."),
+    engine: str = typer.Option("auto", help="auto, torch, onnxruntime or openvino."),
+    precision: str = typer.Option(
+        "fp32", help="fp32, bf16 or int8 (calibrated on the training images, checked vs fp32)."
+    ),
+    precision_tolerance: float = typer.Option(
+        1.0, "--precision-tolerance", help="Largest accepted probe-accuracy drop, in points."
+    ),
+    force_precision: bool = typer.Option(
+        False, "--force-precision", help="Keep bf16/int8 even past the tolerance."
+    ),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
 ) -> None:
     """Write features, paths, labels and splits of every usable image to one file."""
     from graft.features import extract_dataset, save_features
     from graft.training.linear import LinearOptions
 
-    specs = LinearOptions(backbone=backbone, layer=layer, pool=pool, image_size=image_size).specs()
+    specs = LinearOptions(
+        backbone=backbone, layer=layer, pool=pool, image_size=image_size, precision=precision
+    ).specs()
     console = Console()
     with extraction_progress(console, "features") as progress:
         result = extract_dataset(
-            data, specs, root=root, engine=engine, batch_size=batch_size, progress=progress
+            data,
+            specs,
+            root=root,
+            engine=engine,
+            batch_size=batch_size,
+            progress=progress,
+            tolerance=precision_tolerance,
+            force=force_precision,
         )
+    for check in result.checks:
+        console.print(f"precision check: {precision_summary(check.to_dict())}", highlight=False)
     for _, reason in result.problems:
         console.print(f"[yellow]skipped:[/yellow] {reason}", highlight=False, soft_wrap=True)
     save_features(
@@ -44,7 +64,7 @@ def extract(
         result.paths,
         result.labels,
         result.splits,
-        [s.describe() for s in specs],
+        [s.describe() for s in result.specs],
     )
     console.print(
         f"wrote {out}: {result.features.shape[0]} images x {result.features.shape[1]} features "

@@ -203,3 +203,11 @@ def extraction_progress(console: Console, description: str) -> Iterator[Callable
     finally:
         if progress.live.is_started:
             progress.stop()
+
+
+def precision_summary(check: dict[str, Any]) -> str:
+    """One line from a stored :class:`graft.features.precision.PrecisionCheck`."""
+    from graft.features.precision import PrecisionCheck
+
+    fields = {k: v for k, v in check.items() if k != "drop_points"}
+    return PrecisionCheck(**fields).summary()

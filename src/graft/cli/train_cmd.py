@@ -9,7 +9,13 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from graft.cli.render import TrainingProgress, data_summary, extraction_progress, metrics_table
+from graft.cli.render import (
+    TrainingProgress,
+    data_summary,
+    extraction_progress,
+    metrics_table,
+    precision_summary,
+)
 from graft.zoo.registry import DEFAULT_BACKBONE
 
 
@@ -49,7 +55,9 @@ def train(
     layer: str = typer.Option("final", help="linear: final, or stage1..stageN (earlier features)."),
     pool: str = typer.Option("avg", help="linear: avg or max spatial pooling."),
     image_size: int | None = typer.Option(None, "--image-size", help="Input side in pixels."),
-    engine: str = typer.Option("auto", help="auto, torch or openvino (for frozen parts)."),
+    engine: str = typer.Option(
+        "auto", help="auto, torch, onnxruntime or openvino (features and frozen parts)."
+    ),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per step."),
     epochs: int = typer.Option(5, help="Neural: total epochs."),
     freeze_epochs: int = typer.Option(
@@ -76,7 +84,17 @@ def train(
     ),
     monitor: str = typer.Option("val_accuracy", help="val_accuracy, val_macro_f1 or val_loss."),
     patience: int | None = typer.Option(None, help="Early stopping after N epochs without gain."),
-    precision: str = typer.Option("auto", help="auto (bf16 where native), fp32 or bf16."),
+    precision: str = typer.Option(
+        "auto",
+        help="linear: feature precision fp32 (auto), bf16 or int8 (checked against fp32); "
+        "neural: training precision auto (bf16 where native), fp32 or bf16.",
+    ),
+    precision_tolerance: float = typer.Option(
+        1.0, "--precision-tolerance", help="linear: largest accepted accuracy drop of bf16/int8."
+    ),
+    force_precision: bool = typer.Option(
+        False, "--force-precision", help="linear: keep bf16/int8 even past the tolerance."
+    ),
     workers: int | None = typer.Option(None, help="Data-loading processes."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
@@ -105,7 +123,15 @@ def train(
     }
     options: dict[str, Any]
     if strategy == "linear" and resume is None:
-        options = {**common, "head": head, "layer": layer, "pool": pool}
+        options = {
+            **common,
+            "head": head,
+            "layer": layer,
+            "pool": pool,
+            "precision": "fp32" if precision == "auto" else precision,
+            "precision_tolerance": precision_tolerance,
+            "force_precision": force_precision,
+        }
     else:
         options = {
             **common,
@@ -168,6 +194,8 @@ def train(
             + ", ".join(f"{k}={v}" for k, v in summary["head"].items()),
             highlight=False,
         )
+        for check in extraction.get("precision_checks", []):
+            console.print(f"precision check: {precision_summary(check)}", highlight=False)
     console.print(
         "time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()), highlight=False
     )

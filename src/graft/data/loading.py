@@ -26,13 +26,18 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
 from graft.data.images import load_image
 from graft.data.transforms import ImageTransform
 from graft.errors import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from graft.zoo.records import Preprocessing
 
 T = TypeVar("T")
 
@@ -120,3 +125,28 @@ def iter_batches(
                 tensors.append(result)
         pixels = torch.stack(tensors) if tensors else torch.empty((0, 3, 1, 1), dtype=torch.uint8)
         yield Batch(chunk, good, pixels, failures)
+
+
+def decode_pixels(paths: Sequence[Path], preprocessing: Preprocessing) -> np.ndarray:
+    """Decode images to one uint8 array ``N x 3 x S x S``, leaving out those that fail.
+
+    Example:
+        >>> from graft.datasets import sample_photos
+        >>> from graft.zoo import get_backbone
+        >>> pre = get_backbone("efficientnet_lite0.in1k").preprocessing
+        >>> decode_pixels(list(sample_photos().values())[:2], pre).shape
+        (2, 3, 224, 224)
+    """
+    import numpy as np
+
+    from graft.data.transforms import eval_transform, resize_target
+
+    blocks = [
+        batch.pixels.numpy()
+        for batch in iter_batches(
+            paths, eval_transform(preprocessing), draft_size=resize_target(preprocessing)
+        )
+        if batch.paths
+    ]
+    size = preprocessing.input_size
+    return np.concatenate(blocks) if blocks else np.zeros((0, 3, size, size), np.uint8)

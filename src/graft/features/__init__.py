@@ -1,4 +1,4 @@
-"""Feature extraction: layers, engines, the on-disk cache, and feature files.
+"""Feature extraction: layers, the on-disk cache, and feature files (engines: :mod:`graft.engines`).
 
 Example:
     >>> from graft.features import FeatureSpec
@@ -14,7 +14,6 @@ __getattr__, __dir__, _ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "cache": ["FeatureCache", "default_cache_path"],
-        "engines": ["create_engine", "resolve_engine"],
         "extract": [
             "DatasetFeatures",
             "ExtractionResult",
@@ -34,20 +33,17 @@ __all__ = [
     "FeatureFile",
     "FeatureSpec",
     "Layer",
-    "create_engine",
     "default_cache_path",
     "extract_dataset",
     "extract_features",
     "feature_module",
     "list_layers",
     "load_features",
-    "resolve_engine",
     "save_features",
 ]
 
 if TYPE_CHECKING:
     from graft.features.cache import FeatureCache, default_cache_path
-    from graft.features.engines import create_engine, resolve_engine
     from graft.features.extract import (
         DatasetFeatures,
         ExtractionResult,

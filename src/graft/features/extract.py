@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,8 +25,12 @@ from graft.features.cache import FeatureCache, default_cache_path
 from graft.features.layers import POOLINGS, Pooling
 from graft.zoo.records import BackboneRecord, Preprocessing
 
+if TYPE_CHECKING:
+    from graft.engines import Engine
+    from graft.features.precision import PrecisionCheck
+
 #: Bumped whenever decoding or resizing changes pixels, so old cached vectors are not reused.
-PIPELINE_VERSION = "decode-v1"
+PIPELINE_VERSION = "decode-v2"
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -40,12 +44,19 @@ class FeatureSpec:
         preprocessing: The record's preprocessing, possibly at another input size.
         layer: ``final`` or ``stageN`` (see :func:`graft.features.layers.list_layers`).
         pool: ``avg`` or ``max`` spatial pooling.
+        precision: ``fp32``, ``bf16`` or ``int8`` (see :mod:`graft.engines`).
+        calibration: For int8: a digest of the calibration images' contents (part of the key,
+            since the quantized network depends on them).
+        calibration_files: The calibration images (not part of the key).
     """
 
     record: BackboneRecord
     preprocessing: Preprocessing
     layer: str = "final"
     pool: Pooling = "avg"
+    precision: str = "fp32"
+    calibration: str | None = None
+    calibration_files: tuple[Path, ...] = field(default=(), compare=False)
 
     @classmethod
     def create(
@@ -55,14 +66,19 @@ class FeatureSpec:
         layer: str = "final",
         pool: str = "avg",
         image_size: int | None = None,
+        precision: str = "fp32",
     ) -> FeatureSpec:
         """Build a spec from user-facing options, validating them.
 
         Raises:
-            ConfigError: Unknown backbone, pooling, bad image size, or a backbone without
-                pretrained weights (features of random weights are not worth caching).
+            ConfigError: Unknown backbone, pooling or precision, bad image size, or a backbone
+                without pretrained weights (features of random weights are not worth caching).
         """
+        from graft.engines.base import PRECISIONS
         from graft.zoo.registry import get_backbone
+
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
 
         record = get_backbone(backbone) if isinstance(backbone, str) else backbone
         if not record.pretrained:
@@ -77,10 +93,22 @@ class FeatureSpec:
             if not 32 <= image_size <= 1024:
                 raise ConfigError(f"image size {image_size} is outside 32..1024 pixels")
             preprocessing = preprocessing.with_input_size(image_size)
-        return cls(record, preprocessing, layer, pool)
+        return cls(record, preprocessing, layer, pool, precision)
+
+    def calibrated(self, files: Sequence[Path], hashes: Sequence[str]) -> FeatureSpec:
+        """This spec with int8 calibration images (a no-op for other precisions)."""
+        if self.precision != "int8":
+            return self
+        digest = hashlib.blake2b("\n".join(sorted(hashes)).encode(), digest_size=8).hexdigest()
+        return replace(self, calibration=digest, calibration_files=tuple(files))
+
+    def with_precision(self, precision: str) -> FeatureSpec:
+        """The same features at another precision (without calibration)."""
+        return replace(self, precision=precision, calibration=None, calibration_files=())
 
     def describe(self) -> dict[str, Any]:
         """Return the JSON description stored with features and runs."""
+        extra = {"calibration": self.calibration} if self.calibration else {}
         return {
             "backbone": self.record.name,
             "architecture": self.record.architecture,
@@ -89,7 +117,8 @@ class FeatureSpec:
             "layer": self.layer,
             "pool": self.pool,
             "pipeline": PIPELINE_VERSION,
-            "precision": "fp32",
+            "precision": self.precision,
+            **extra,
         }
 
     @property
@@ -111,6 +140,7 @@ class ExtractionResult:
         cached: Images served from the cache.
         seconds: Wall time of the call.
         engine: The engine that ran (``""`` when everything came from the cache).
+        spec: The spec the features belong to (for int8, with its calibration set).
     """
 
     features: np.ndarray
@@ -120,6 +150,26 @@ class ExtractionResult:
     cached: int = 0
     seconds: float = 0.0
     engine: str = ""
+    spec: FeatureSpec | None = None
+
+
+#: int8 calibration images taken from the user's data.
+CALIBRATION_IMAGES = 300
+
+
+def calibration_sample(paths: Sequence[Path], limit: int = CALIBRATION_IMAGES) -> list[Path]:
+    """A seeded sample of ``paths`` (the same for the same files in any order).
+
+    Example:
+        >>> from pathlib import Path
+        >>> calibration_sample([Path(f"{i}.jpg") for i in range(5)], limit=2)
+        [PosixPath('3.jpg'), PosixPath('4.jpg')]
+    """
+    ordered = sorted(set(paths))
+    if len(ordered) <= limit:
+        return ordered
+    chosen = np.random.default_rng(0).choice(len(ordered), size=limit, replace=False)
+    return [ordered[i] for i in sorted(chosen.tolist())]
 
 
 def extract_features(
@@ -132,19 +182,22 @@ def extract_features(
     cache: FeatureCache | None = None,
     hashes: Sequence[str | None] | None = None,
     progress: ProgressCallback | None = None,
+    calibration: Sequence[Path] | None = None,
 ) -> ExtractionResult:
     """Return features for ``paths``, computing only what the cache lacks.
 
     Args:
         paths: Image files.
-        spec: Backbone, layer, pooling and preprocessing.
-        engine: ``auto``, ``torch`` or ``openvino``.
+        spec: Backbone, layer, pooling, preprocessing and precision.
+        engine: ``auto``, ``torch``, ``onnxruntime`` or ``openvino``.
         batch_size: Images per forward pass.
         device: For the torch engine.
         cache: The feature cache; default the one in graft's cache folder.
         hashes: Content hashes of ``paths`` if already known (``None`` marks unreadable
             files); otherwise the files are scanned (:class:`graft.data.scan.FileIndex`).
         progress: Called with (images done, images to compute) after every batch.
+        calibration: For an int8 spec not calibrated yet: the images to calibrate on
+            (default a sample of ``paths``, :func:`calibration_sample`).
     """
     start = time.perf_counter()
     files = [Path(p) for p in paths]
@@ -152,6 +205,8 @@ def extract_features(
     store = cache if cache is not None else FeatureCache(default_cache_path())
     try:
         digests = list(hashes) if hashes is not None else _scan(files)
+        if spec.precision == "int8" and spec.calibration is None:
+            spec = calibrate(spec, files, digests, calibration)
         found = store.get(spec.key, [d for d in digests if d is not None])
         failures = [
             (f, f"{f}: cannot be read") for f, d in zip(files, digests, strict=True) if d is None
@@ -188,10 +243,33 @@ def extract_features(
             cached=int(ok.sum()) - sum(1 for d in digests if d in missing and d in found),
             seconds=time.perf_counter() - start,
             engine=engine_name,
+            spec=spec,
         )
     finally:
         if own_cache:
             store.close()
+
+
+def calibrate(
+    spec: FeatureSpec,
+    files: Sequence[Path],
+    digests: Sequence[str | None],
+    calibration: Sequence[Path] | None = None,
+) -> FeatureSpec:
+    """Give an int8 spec its calibration images: a sample of ``calibration`` (default ``files``).
+
+    Raises:
+        DataError: None of the calibration images can be read.
+    """
+    known = {f: d for f, d in zip(files, digests, strict=True) if d is not None}
+    chosen = calibration_sample(list(calibration) if calibration is not None else list(known))
+    unknown = [f for f in chosen if f not in known]
+    if unknown:
+        known.update(zip(unknown, _scan(unknown), strict=True))  # type: ignore[arg-type]
+    usable = [f for f in chosen if known.get(f) is not None]
+    if not usable:
+        raise DataError("int8 needs calibration images, and none of those given can be read")
+    return spec.calibrated(usable, [str(known[f]) for f in usable])
 
 
 def _scan(files: list[Path]) -> list[str | None]:
@@ -204,6 +282,71 @@ def _scan(files: list[Path]) -> list[str | None]:
         index.close()
 
 
+def feature_engine(spec: FeatureSpec, *, engine: str = "auto", device: str | None = None) -> Engine:
+    """The engine that computes ``spec``'s features from uint8 pixels (compiled once, cached).
+
+    Raises:
+        ConfigError: See :func:`graft.engines.create_engine`.
+    """
+    from graft.data.loading import decode_pixels
+    from graft.engines import create_engine
+    from graft.features.layers import feature_module
+    from graft.zoo.model import create_model
+
+    files = spec.calibration_files
+    return create_engine(
+        feature_module(create_model(spec.record), spec.layer, spec.pool),
+        input_size=spec.preprocessing.input_size,
+        engine=engine,
+        precision=spec.precision,
+        device=device,
+        cache_key=spec.key,
+        calibration=(lambda: decode_pixels(files, spec.preprocessing)) if files else None,
+    )
+
+
+def stream_features(
+    files: Sequence[Path],
+    spec: FeatureSpec,
+    *,
+    engine: str | Engine = "auto",
+    batch_size: int = 32,
+    device: str | None = None,
+) -> Iterator[tuple[list[Path], np.ndarray, list[tuple[Path, str]]]]:
+    """Yield ``(paths, features, failures)`` batch by batch, with no cache (memory stays flat).
+
+    Decoding runs on worker threads, overlapped with the engine (see
+    :mod:`graft.data.loading`).
+
+    Example:
+        >>> from graft.datasets import sample_photos
+        >>> spec = FeatureSpec.create("efficientnet_lite0.in1k")
+        >>> paths, features, failures = next(stream_features(list(sample_photos().values()), spec))
+        >>> features.shape, failures
+        ((4, 1280), [])
+    """
+    from graft.data.loading import iter_batches
+    from graft.data.transforms import eval_transform, resize_target
+
+    runner = (
+        feature_engine(spec, engine=engine, device=device) if isinstance(engine, str) else engine
+    )
+    batches = iter_batches(
+        files,
+        eval_transform(spec.preprocessing),
+        batch_size=batch_size,
+        draft_size=resize_target(spec.preprocessing),
+    )
+    for batch in batches:
+        if not batch.paths:
+            yield [], np.zeros((0, 0), np.float32), batch.failures
+            continue
+        vectors = runner(batch.pixels.numpy())
+        if not np.isfinite(vectors).all():
+            raise DataError(f"{spec.record.name}: the backbone produced NaN features")
+        yield batch.paths, vectors, batch.failures
+
+
 def _compute(
     missing: dict[str, Path],
     spec: FeatureSpec,
@@ -214,46 +357,22 @@ def _compute(
     progress: ProgressCallback | None,
     found: dict[str, np.ndarray],
 ) -> tuple[str, list[tuple[Path, str]]]:
-    from graft.data.loading import iter_batches
-    from graft.data.transforms import eval_transform, resize_target
-    from graft.features.engines import create_engine
-    from graft.features.layers import feature_module
-    from graft.zoo.model import create_model
-
-    model = create_model(spec.record)
-    runner = create_engine(
-        feature_module(model, spec.layer, spec.pool),
-        input_size=spec.preprocessing.input_size,
-        engine=engine,
-        device=device,
-        cache_key=spec.key,
-    )
+    runner = feature_engine(spec, engine=engine, device=device)
     by_path = {path: digest for digest, path in missing.items()}
     files = list(missing.values())
     failures: list[tuple[Path, str]] = []
     done = 0
-    batches = iter_batches(
-        files,
-        eval_transform(spec.preprocessing),
-        batch_size=batch_size,
-        draft_size=resize_target(spec.preprocessing),
-    )
     registered = False
-    for batch in batches:
-        failures.extend(batch.failures)
-        if batch.paths:
-            vectors = runner(batch.pixels.numpy())
-            if not np.isfinite(vectors).all():
-                raise DataError(f"{spec.record.name}: the backbone produced NaN features")
-            fresh = {
-                by_path[path]: vector for path, vector in zip(batch.paths, vectors, strict=True)
-            }
+    for paths, vectors, bad in stream_features(files, spec, engine=runner, batch_size=batch_size):
+        failures.extend(bad)
+        if paths:
+            fresh = {by_path[path]: vector for path, vector in zip(paths, vectors, strict=True)}
             if not registered:
                 store.register(spec.key, spec.describe(), int(vectors.shape[1]))
                 registered = True
             store.put(spec.key, fresh)
             found.update(fresh)
-        done += len(batch.files)
+        done += len(paths) + len(bad)
         if progress is not None:
             progress(done, len(files))
     return runner.name, failures
@@ -271,6 +390,7 @@ class DatasetFeatures:
     problems: list[tuple[Path, str]]
     computed: int = 0
     cached: int = 0
+    checks: list[PrecisionCheck] = field(default_factory=list)
 
 
 def extract_dataset(
@@ -281,17 +401,22 @@ def extract_dataset(
     engine: str = "auto",
     batch_size: int = 32,
     progress: ProgressCallback | None = None,
+    tolerance: float | None = None,
+    force: bool = False,
 ) -> DatasetFeatures:
     """Extract features for every usable image of a labelled folder or table.
 
     Images whose features cannot be computed for every spec are left out and listed in
-    ``problems``; the features of several specs are concatenated.
+    ``problems``; the features of several specs are concatenated. A bf16 or int8 spec is first
+    checked against fp32 (:mod:`graft.features.precision`).
 
     Raises:
         DataError: The data cannot be read (see :func:`graft.data.dataset.read_labelled`).
+        ConfigError: A reduced precision loses more accuracy than ``tolerance`` points.
     """
     from graft.data.dataset import read_labelled
     from graft.data.scan import FileIndex, default_index_path
+    from graft.features.precision import DEFAULT_TOLERANCE, guarded_spec
 
     images = read_labelled(data, root=root)
     index = FileIndex(default_index_path())
@@ -309,8 +434,22 @@ def extract_dataset(
             problems.append((sample.path, info.problem or f"{sample.path}: cannot be read"))
     paths = [sample.path for sample in samples]
     ok = np.ones(len(paths), dtype=bool)
-    blocks, computed, cached = [], 0, 0
+    blocks, computed, cached, resolved, checks = [], 0, 0, [], []
     for spec in specs:
+        spec, check = guarded_spec(
+            spec,
+            paths,
+            [s.label for s in samples],
+            [s.split for s in samples],
+            hashes,
+            engine=engine,
+            batch_size=batch_size,
+            tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+            force=force,
+        )
+        resolved.append(spec)
+        if check is not None:
+            checks.append(check)
         result = extract_features(
             paths, spec, engine=engine, batch_size=batch_size, hashes=hashes, progress=progress
         )
@@ -326,8 +465,9 @@ def extract_dataset(
         paths=[s.path for s in kept],
         labels=[s.label for s in kept],
         splits=[s.split for s in kept],
-        specs=list(specs),
+        specs=resolved,
         problems=list(dict(problems).items()),
         computed=computed,
         cached=cached,
+        checks=checks,
     )

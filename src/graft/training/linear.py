@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from graft.runs import (
 )
 from graft.zoo.registry import DEFAULT_BACKBONE
 
+if TYPE_CHECKING:
+    from graft.features.precision import PrecisionCheck
+
 
 @dataclass(frozen=True)
 class LinearOptions:
@@ -61,8 +64,13 @@ class LinearOptions:
         layer: ``final`` or ``stageN``.
         pool: ``avg`` or ``max``.
         image_size: Input side in pixels, overriding the backbone record's.
-        engine: ``auto``, ``torch`` or ``openvino``.
+        engine: ``auto``, ``torch``, ``onnxruntime`` or ``openvino``.
         batch_size: Images per forward pass.
+        precision: Feature precision: ``fp32``, ``bf16`` or ``int8`` (int8 is calibrated on
+            the training images and checked against fp32 first, see
+            :mod:`graft.features.precision`).
+        precision_tolerance: Largest accepted probe-accuracy drop of bf16/int8, in points.
+        force_precision: Use bf16/int8 even when the drop exceeds the tolerance.
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -73,6 +81,9 @@ class LinearOptions:
     image_size: int | None = None
     engine: str = "auto"
     batch_size: int = 32
+    precision: str = "fp32"
+    precision_tolerance: float = 1.0
+    force_precision: bool = False
 
     def specs(self) -> list[FeatureSpec]:
         """Return one feature spec per backbone named."""
@@ -80,7 +91,13 @@ class LinearOptions:
         if not names:
             raise ConfigError("--backbone is empty; name a backbone (see graft backbones)")
         return [
-            FeatureSpec.create(name, layer=self.layer, pool=self.pool, image_size=self.image_size)
+            FeatureSpec.create(
+                name,
+                layer=self.layer,
+                pool=self.pool,
+                image_size=self.image_size,
+                precision=self.precision,
+            )
             for name in names
         ]
 
@@ -144,7 +161,10 @@ def train_linear(
     if on_report is not None:
         on_report(report)
     samples = report.images.samples
+    specs, checks = _guard(report, specs, options)
     features, ok, extraction, failures = _features(report, specs, options, progress)
+    if checks:
+        extraction["precision_checks"] = [check.to_dict() for check in checks]
     clock.lap("extract")
     report.problems.extend(failures)
     labels = np.array([s.label for s in samples])
@@ -188,6 +208,32 @@ def train_linear(
             _config(report, specs, options, data_options, head.params, extraction, clock.laps),
         )
     return RunResult(run_dir, metrics, report, clock.laps, extraction, head.params)
+
+
+def _guard(
+    report: DataReport, specs: list[FeatureSpec], options: LinearOptions
+) -> tuple[list[FeatureSpec], list[PrecisionCheck]]:
+    """Calibrate and check bf16/int8 specs against fp32 (no-op for fp32)."""
+    from graft.features.precision import guarded_spec
+
+    samples = report.images.samples
+    resolved, checks = [], []
+    for spec in specs:
+        spec, check = guarded_spec(
+            spec,
+            [s.path for s in samples],
+            [s.label for s in samples],
+            [s.split for s in samples],
+            report.hashes,
+            engine=options.engine,
+            batch_size=options.batch_size,
+            tolerance=options.precision_tolerance,
+            force=options.force_precision,
+        )
+        resolved.append(spec)
+        if check is not None:
+            checks.append(check)
+    return resolved, checks
 
 
 def _features(
@@ -234,7 +280,17 @@ def _config(
         "strategy": "linear",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "classes": report.images.classes,
-        "features": [spec.describe() for spec in specs],
+        "features": [
+            {
+                **spec.describe(),
+                **(
+                    {"calibration_files": [str(f) for f in spec.calibration_files]}
+                    if spec.calibration_files
+                    else {}
+                ),
+            }
+            for spec in specs
+        ],
         "head": {"kind": options.head, "params": head_params},
         "options": asdict(options),
         "data": {
@@ -266,6 +322,8 @@ def library_versions() -> dict[str, str]:
         "scikit-learn",
         "pillow",
         "openvino",
+        "nncf",
+        "onnxruntime",
         "safetensors",
     ):
         try:

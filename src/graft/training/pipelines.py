@@ -163,7 +163,7 @@ def frozen_runner(
     module: nn.Module, *, input_size: int, engine: str, cache_key: str | None
 ) -> FrozenRunner:
     """Wrap a frozen module (uint8 pixels in) in the fastest available engine."""
-    from graft.features.engines import create_engine
+    from graft.engines import create_engine
 
     runner = create_engine(
         module.eval(), input_size=input_size, engine=engine, device="cpu", cache_key=cache_key

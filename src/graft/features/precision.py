@@ -1,0 +1,198 @@
+"""The guard on reduced precision: do bf16 or int8 features still train as good a probe?
+
+Before a run uses bf16 or int8 features, graft computes both those and fp32 features for a
+sample of the user's own images (training split to fit, validation split to score, at most
+``limit`` each), fits the same logistic regression on each, and compares: the cosine similarity
+of the feature vectors and the validation accuracy. If the accuracy drops by more than the
+tolerance (default 1 point) the run stops with a one-line error, unless forced. Both sets of
+features land in the cache, so the check costs no extra forward pass later.
+
+Example:
+    >>> check = PrecisionCheck("int8", 0.994, 0.92, 0.993, 0.991, 400)
+    >>> round(check.drop, 2)
+    0.2
+    >>> enforce(check, tolerance=1.0)  # within tolerance: no error
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graft.errors import ConfigError
+from graft.features.extract import FeatureSpec, calibrate, extract_features
+
+#: Largest accepted drop in validation accuracy, in points, before a run refuses the precision.
+DEFAULT_TOLERANCE = 1.0
+CHECK_IMAGES = 400
+
+
+@dataclass(frozen=True)
+class PrecisionCheck:
+    """Reduced-precision features against fp32 on the same images.
+
+    Attributes:
+        precision: ``bf16`` or ``int8``.
+        cosine_mean: Mean cosine similarity to the fp32 vectors.
+        cosine_min: The lowest.
+        accuracy_fp32: Validation accuracy of a probe on fp32 features.
+        accuracy: The same probe recipe on reduced-precision features.
+        images: Images scored.
+    """
+
+    precision: str
+    cosine_mean: float
+    cosine_min: float
+    accuracy_fp32: float
+    accuracy: float
+    images: int
+
+    @property
+    def drop(self) -> float:
+        """Accuracy lost, in percentage points (negative when it improved)."""
+        return 100.0 * (self.accuracy_fp32 - self.accuracy)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, stored with the run."""
+        return {**asdict(self), "drop_points": round(self.drop, 3)}
+
+    def summary(self) -> str:
+        """One line for the console."""
+        return (
+            f"{self.precision} vs fp32 on {self.images} validation images: cosine "
+            f"{self.cosine_mean:.4f} (min {self.cosine_min:.3f}), probe accuracy "
+            f"{self.accuracy:.1%} vs {self.accuracy_fp32:.1%} ({-self.drop:+.2f} points)"
+        )
+
+
+def check_precision(
+    paths: Sequence[Path],
+    labels: Sequence[str],
+    splits: Sequence[str | None],
+    hashes: Sequence[str | None],
+    spec: FeatureSpec,
+    *,
+    engine: str = "auto",
+    batch_size: int = 32,
+    limit: int = CHECK_IMAGES,
+) -> PrecisionCheck:
+    """Compare ``spec`` (bf16 or int8, calibrated) with its fp32 twin on a sample of the data.
+
+    The training split fits, the validation split (else test) scores; without splits, a seeded
+    two-thirds / one-third split of the sample.
+
+    Raises:
+        ConfigError: Fewer than two classes in the sample.
+    """
+    fit, score = _sample(list(splits), list(labels), limit)
+    rows = sorted(set(fit) | set(score))
+    chosen_paths = [paths[i] for i in rows]
+    chosen_hashes = [hashes[i] for i in rows]
+    reduced = extract_features(
+        chosen_paths, spec, engine=engine, batch_size=batch_size, hashes=chosen_hashes
+    )
+    reference = extract_features(
+        chosen_paths,
+        spec.with_precision("fp32"),
+        engine=engine,
+        batch_size=batch_size,
+        hashes=chosen_hashes,
+    )
+    position = {row: i for i, row in enumerate(rows)}
+    ok = reduced.ok & reference.ok
+    fit_rows = [position[i] for i in fit if ok[position[i]]]
+    score_rows = [position[i] for i in score if ok[position[i]]]
+    y = np.array([labels[i] for i in rows])
+    a, b = reference.features[ok], reduced.features[ok]
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    return PrecisionCheck(
+        precision=spec.precision,
+        cosine_mean=float(cosine.mean()),
+        cosine_min=float(cosine.min()),
+        accuracy_fp32=_probe_accuracy(reference.features, y, fit_rows, score_rows),
+        accuracy=_probe_accuracy(reduced.features, y, fit_rows, score_rows),
+        images=len(score_rows),
+    )
+
+
+def guarded_spec(
+    spec: FeatureSpec,
+    paths: Sequence[Path],
+    labels: Sequence[str],
+    splits: Sequence[str | None],
+    hashes: Sequence[str | None],
+    *,
+    engine: str = "auto",
+    batch_size: int = 32,
+    tolerance: float = DEFAULT_TOLERANCE,
+    force: bool = False,
+) -> tuple[FeatureSpec, PrecisionCheck | None]:
+    """Calibrate an int8 spec on the training images, then check and enforce a reduced precision.
+
+    fp32 specs come back unchanged, with no check.
+
+    Raises:
+        ConfigError: The precision loses more accuracy than ``tolerance`` (unless ``force``).
+    """
+    if spec.precision == "fp32":
+        return spec, None
+    if spec.precision == "int8" and spec.calibration is None:
+        train = [p for p, s in zip(paths, splits, strict=True) if s == "train"] or list(paths)
+        spec = calibrate(spec, paths, hashes, train)
+    check = check_precision(
+        paths, labels, splits, hashes, spec, engine=engine, batch_size=batch_size
+    )
+    enforce(check, tolerance=tolerance, force=force)
+    return spec, check
+
+
+def enforce(
+    check: PrecisionCheck, *, tolerance: float = DEFAULT_TOLERANCE, force: bool = False
+) -> None:
+    """Refuse the precision if its probe accuracy dropped more than ``tolerance`` points.
+
+    Raises:
+        ConfigError: The drop exceeds the tolerance and ``force`` is false.
+    """
+    if check.drop > tolerance and not force:
+        raise ConfigError(
+            f"{check.summary()}: a drop of {check.drop:.2f} points exceeds the tolerance of "
+            f"{tolerance:g}; use --precision fp32, or accept it with --force-precision (or a "
+            "larger --precision-tolerance)"
+        )
+
+
+def _sample(splits: list[str | None], labels: list[str], limit: int) -> tuple[list[int], list[int]]:
+    rng = np.random.default_rng(0)
+    train = [i for i, s in enumerate(splits) if s == "train"]
+    held = [i for i, s in enumerate(splits) if s == "val"] or [
+        i for i, s in enumerate(splits) if s == "test"
+    ]
+    if not train or not held:
+        everything = rng.permutation(len(labels)).tolist()
+        cut = (2 * len(everything)) // 3
+        train, held = everything[:cut], everything[cut:]
+
+    def pick(rows: list[int]) -> list[int]:
+        return sorted(rng.choice(rows, size=min(limit, len(rows)), replace=False).tolist())
+
+    fit, score = pick(train), pick(held)
+    if len({labels[i] for i in fit}) < 2:
+        raise ConfigError("the precision check needs at least two classes among training images")
+    return fit, score
+
+
+def _probe_accuracy(
+    features: np.ndarray, labels: np.ndarray, fit: list[int], score: list[int]
+) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    probe.fit(features[fit], labels[fit])
+    return float((probe.predict(features[score]) == labels[score]).mean())

@@ -1,0 +1,152 @@
+"""Every engine computes the same features; int8 and bf16 are guarded against accuracy loss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graft.data.loading import decode_pixels
+from graft.engines import available_engines, create_engine, resolve_engine
+from graft.errors import ConfigError
+from graft.features.extract import FeatureSpec, feature_engine
+from graft.features.layers import feature_module
+from graft.features.precision import PrecisionCheck, enforce
+from graft.training.linear import LinearOptions, train_linear
+from graft.zoo.model import create_model
+
+LITE0 = "efficientnet_lite0.in1k"
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.fixture(scope="module")
+def pixels(photos: dict[str, Path]) -> np.ndarray:
+    spec = FeatureSpec.create(LITE0)
+    return decode_pixels(list(photos.values()), spec.preprocessing)
+
+
+@pytest.fixture(scope="module")
+def reference(pixels: np.ndarray) -> np.ndarray:
+    return feature_engine(FeatureSpec.create(LITE0), engine="torch")(pixels)
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_fp32_engines_agree_with_pytorch(
+    engine: str, pixels: np.ndarray, reference: np.ndarray
+) -> None:
+    runner = feature_engine(FeatureSpec.create(LITE0), engine=engine)
+    assert runner.name == engine
+    assert _cosine(runner(pixels), reference).min() >= 0.9999
+    again = feature_engine(FeatureSpec.create(LITE0), engine=engine)  # from the on-disk cache
+    assert _cosine(again(pixels), reference).min() >= 0.9999
+
+
+@pytest.mark.parametrize("engine", ["torch", "openvino"])
+def test_bf16_stays_close_to_fp32(engine: str, pixels: np.ndarray, reference: np.ndarray) -> None:
+    try:
+        runner = feature_engine(FeatureSpec.create(LITE0, precision="bf16"), engine=engine)
+    except ConfigError as err:
+        pytest.skip(str(err))  # a CPU without bf16 units
+    assert _cosine(runner(pixels), reference).min() >= 0.98
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_int8_is_calibrated_once_then_cached(
+    engine: str, pixels: np.ndarray, reference: np.ndarray
+) -> None:
+    network = feature_module(create_model(LITE0))
+    calls = []
+
+    def calibration() -> np.ndarray:
+        calls.append(1)
+        return pixels
+
+    key = f"test-int8-{engine}"
+    runner = create_engine(
+        network,
+        input_size=224,
+        engine=engine,
+        precision="int8",
+        cache_key=key,
+        calibration=calibration,
+    )
+    features = runner(pixels)
+    assert features.shape == reference.shape
+    assert _cosine(features, reference).mean() >= 0.8  # four calibration images only
+    cached = create_engine(network, input_size=224, engine=engine, precision="int8", cache_key=key)
+    np.testing.assert_allclose(cached(pixels), features, rtol=1e-4, atol=1e-4)
+    assert calls == [1]
+
+
+def test_bad_engine_and_precision_choices_say_what_to_do() -> None:
+    with pytest.raises(ConfigError, match=r"int8 runs on onnxruntime or openvino, not torch"):
+        resolve_engine("torch", precision="int8")
+    with pytest.raises(ConfigError, match=r"bf16 runs on torch or openvino, not onnxruntime"):
+        resolve_engine("onnxruntime", precision="bf16")
+    with pytest.raises(ConfigError, match=r"engine 'tensorrt' is not one of"):
+        resolve_engine("tensorrt")
+    with pytest.raises(ConfigError, match=r"precision 'fp8' is not one of"):
+        FeatureSpec.create(LITE0, precision="fp8")
+    with pytest.raises(ConfigError, match=r"needs calibration images"):
+        create_engine(
+            feature_module(create_model(LITE0)),
+            input_size=224,
+            engine="openvino",
+            precision="int8",
+        )
+    assert resolve_engine("auto", precision="int8") == available_engines()[0]
+
+
+def test_precision_and_calibration_are_part_of_the_feature_key(photos: dict[str, Path]) -> None:
+    fp32 = FeatureSpec.create(LITE0)
+    int8 = FeatureSpec.create(LITE0, precision="int8")
+    files = list(photos.values())
+    a = int8.calibrated(files[:2], ["h1", "h2"])
+    b = int8.calibrated(files[:2], ["h1", "h3"])
+    assert len({fp32.key, a.key, b.key, FeatureSpec.create(LITE0, precision="bf16").key}) == 4
+    assert a.describe()["precision"] == "int8" and a.describe()["calibration"]
+    assert fp32.calibrated(files, ["h"]) is fp32
+
+
+def test_enforce_refuses_a_large_drop_unless_forced() -> None:
+    check = PrecisionCheck("int8", 0.95, 0.7, 0.99, 0.95, 200)
+    with pytest.raises(ConfigError, match=r"a drop of 4.00 points exceeds the tolerance of 1"):
+        enforce(check)
+    enforce(check, force=True)
+    enforce(check, tolerance=5.0)
+
+
+def test_int8_linear_run_is_checked_recorded_and_predicts(
+    split_folders: Path, tmp_path: Path
+) -> None:
+    options = LinearOptions(engine="openvino", precision="int8")
+    with pytest.raises(ConfigError, match=r"int8 vs fp32 on 8 validation images"):
+        train_linear(
+            split_folders,
+            out=tmp_path / "refused",
+            options=LinearOptions(engine="openvino", precision="int8", precision_tolerance=-101),
+        )
+    assert not (tmp_path / "refused").exists()
+    result = train_linear(split_folders, out=tmp_path / "run", options=options)
+    check = result.extraction["precision_checks"][0]
+    assert check["precision"] == "int8" and check["images"] == 8
+    assert check["drop_points"] <= 1.0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    entry = config["features"][0]
+    assert entry["precision"] == "int8" and entry["calibration"]
+    assert len(entry["calibration_files"]) == 20  # every training image (fewer than 300)
+
+    from graft.config import cache_dir
+    from graft.predictor import load
+
+    images = sorted((split_folders / "validation").rglob("*.png"))
+    before = load(tmp_path / "run").predict(images)
+    for compiled in (cache_dir() / "engines").rglob("*"):  # the cache was cleared:
+        compiled.unlink() if compiled.is_file() else None
+    after = load(tmp_path / "run").predict(images)  # rebuilt from the recorded calibration
+    assert [p.label for p in before] == [p.label for p in after]
