@@ -32,7 +32,9 @@ def compare(
     ),
     unfreeze: str = typer.Option("2", help="finetune: top stages to unfreeze, or all."),
     augment: str = typer.Option("standard", help="Neural strategies: augmentation preset or file."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images per step."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Images per step (linear 16, neural 32)."
+    ),
     engine: str = typer.Option("auto", help="auto, torch, onnxruntime or openvino."),
 ) -> None:
     """Train every strategy on every backbone on identical splits; write compare.html/json."""
@@ -46,7 +48,7 @@ def compare(
         "freeze_epochs": freeze_epochs,
         "unfreeze": unfreeze,
         "augment": augment,
-        "batch_size": batch_size,
+        **({"batch_size": batch_size} if batch_size is not None else {}),
         "engine": engine,
     }
 

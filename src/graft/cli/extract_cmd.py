@@ -33,7 +33,7 @@ def extract(
     force_precision: bool = typer.Option(
         False, "--force-precision", help="Keep bf16/int8 even past the tolerance."
     ),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images per forward pass."),
 ) -> None:
     """Write features, paths, labels and splits of every usable image to one file."""
     from graft.features import extract_dataset, save_features

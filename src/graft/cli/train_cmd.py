@@ -58,7 +58,9 @@ def train(
     engine: str = typer.Option(
         "auto", help="auto, torch, onnxruntime or openvino (features and frozen parts)."
     ),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images per step."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Images per step (linear 16, neural 32)."
+    ),
     epochs: int = typer.Option(5, help="Neural: total epochs."),
     freeze_epochs: int = typer.Option(
         1, "--freeze-epochs", help="finetune: epochs before unfreezing."
@@ -119,7 +121,7 @@ def train(
         "class_weight": class_weight,
         "image_size": image_size,
         "engine": engine,
-        "batch_size": batch_size,
+        **({"batch_size": batch_size} if batch_size is not None else {}),
     }
     options: dict[str, Any]
     if strategy == "linear" and resume is None:

@@ -95,19 +95,31 @@ def convert(network: nn.Module, input_size: int) -> Any:
 
 
 def quantize(model: Any, calibration: np.ndarray) -> Any:
-    """NNCF post-training int8 quantization, one calibration image per step."""
+    """NNCF post-training int8 quantization, one calibration image per step, silently.
+
+    NNCF draws its own progress bars on Rich's global console and, on import, makes torch log
+    about CUDA; both are muted here so graft's own progress display stays intact.
+    """
     import logging
 
+    import rich
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     import nncf
 
-    logging.getLogger("nncf").setLevel(logging.ERROR)
+    nncf.set_log_level(logging.ERROR)
     dataset = nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))])
-    return nncf.quantize(
-        model,
-        dataset,
-        subset_size=len(calibration),
-        preset=nncf.QuantizationPreset.PERFORMANCE,
-    )
+    console = rich.get_console()
+    quiet, console.quiet = console.quiet, True
+    try:
+        return nncf.quantize(
+            model,
+            dataset,
+            subset_size=len(calibration),
+            preset=nncf.QuantizationPreset.PERFORMANCE,
+        )
+    finally:
+        console.quiet = quiet
 
 
 def save_atomically(model: Any, path: Path) -> None:

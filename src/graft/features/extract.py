@@ -153,6 +153,12 @@ class ExtractionResult:
     spec: FeatureSpec | None = None
 
 
+#: Images per forward pass: the fastest end to end here (bench/engines.py measures 4-64).
+ENGINE_BATCH = 16
+
+#: Batches decoded ahead while the engine is being built (16 x 16 images of 224 px: 39 MB).
+BUILD_PREFETCH = 16
+
 #: int8 calibration images taken from the user's data.
 CALIBRATION_IMAGES = 300
 
@@ -177,7 +183,7 @@ def extract_features(
     spec: FeatureSpec,
     *,
     engine: str = "auto",
-    batch_size: int = 32,
+    batch_size: int = ENGINE_BATCH,
     device: str | None = None,
     cache: FeatureCache | None = None,
     hashes: Sequence[str | None] | None = None,
@@ -253,14 +259,24 @@ def extract_features(
 def calibrate(
     spec: FeatureSpec,
     files: Sequence[Path],
-    digests: Sequence[str | None],
+    digests: Sequence[str | None] | None = None,
     calibration: Sequence[Path] | None = None,
 ) -> FeatureSpec:
     """Give an int8 spec its calibration images: a sample of ``calibration`` (default ``files``).
 
+    Args:
+        spec: An int8 spec (others are returned unchanged).
+        files: Images whose content hashes are in ``digests``.
+        digests: Content hashes of ``files``; scanned when not given.
+        calibration: The images to sample from, if not ``files``.
+
     Raises:
         DataError: None of the calibration images can be read.
     """
+    if spec.precision != "int8":
+        return spec
+    if digests is None:
+        digests = _scan(list(files))
     known = {f: d for f, d in zip(files, digests, strict=True) if d is not None}
     chosen = calibration_sample(list(calibration) if calibration is not None else list(known))
     unknown = [f for f in chosen if f not in known]
@@ -310,7 +326,7 @@ def stream_features(
     spec: FeatureSpec,
     *,
     engine: str | Engine = "auto",
-    batch_size: int = 32,
+    batch_size: int = ENGINE_BATCH,
     device: str | None = None,
 ) -> Iterator[tuple[list[Path], np.ndarray, list[tuple[Path, str]]]]:
     """Yield ``(paths, features, failures)`` batch by batch, with no cache (memory stays flat).
@@ -325,26 +341,39 @@ def stream_features(
         >>> features.shape, failures
         ((4, 1280), [])
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from graft.data.loading import iter_batches
     from graft.data.transforms import eval_transform, resize_target
 
-    runner = (
-        feature_engine(spec, engine=engine, device=device) if isinstance(engine, str) else engine
-    )
-    batches = iter_batches(
-        files,
-        eval_transform(spec.preprocessing),
-        batch_size=batch_size,
-        draft_size=resize_target(spec.preprocessing),
-    )
-    for batch in batches:
-        if not batch.paths:
-            yield [], np.zeros((0, 0), np.float32), batch.failures
-            continue
-        vectors = runner(batch.pixels.numpy())
-        if not np.isfinite(vectors).all():
-            raise DataError(f"{spec.record.name}: the backbone produced NaN features")
-        yield batch.paths, vectors, batch.failures
+    transform = eval_transform(spec.preprocessing)  # imports timm here, not in two threads
+    with ThreadPoolExecutor(max_workers=1) as builder:
+        # The engine is built (converted, compiled: seconds when cold) while the first
+        # batches decode; they wait in a bounded queue (BUILD_PREFETCH batches).
+        pending = (
+            builder.submit(feature_engine, spec, engine=engine, device=device)
+            if isinstance(engine, str)
+            else None
+        )
+        batches = iter_batches(
+            files,
+            transform,
+            batch_size=batch_size,
+            draft_size=resize_target(spec.preprocessing),
+            prefetch=BUILD_PREFETCH if pending is not None else 2,
+        )
+        runner: Engine | None = engine if not isinstance(engine, str) else None
+        for batch in batches:
+            if not batch.paths:
+                yield [], np.zeros((0, 0), np.float32), batch.failures
+                continue
+            if runner is None:
+                assert pending is not None
+                runner = pending.result()
+            vectors = runner(batch.pixels.numpy())
+            if not np.isfinite(vectors).all():
+                raise DataError(f"{spec.record.name}: the backbone produced NaN features")
+            yield batch.paths, vectors, batch.failures
 
 
 def _compute(
@@ -357,13 +386,15 @@ def _compute(
     progress: ProgressCallback | None,
     found: dict[str, np.ndarray],
 ) -> tuple[str, list[tuple[Path, str]]]:
-    runner = feature_engine(spec, engine=engine, device=device)
+    from graft.engines import resolve_engine
+
     by_path = {path: digest for digest, path in missing.items()}
     files = list(missing.values())
     failures: list[tuple[Path, str]] = []
     done = 0
     registered = False
-    for paths, vectors, bad in stream_features(files, spec, engine=runner, batch_size=batch_size):
+    stream = stream_features(files, spec, engine=engine, batch_size=batch_size, device=device)
+    for paths, vectors, bad in stream:
         failures.extend(bad)
         if paths:
             fresh = {by_path[path]: vector for path, vector in zip(paths, vectors, strict=True)}
@@ -375,7 +406,7 @@ def _compute(
         done += len(paths) + len(bad)
         if progress is not None:
             progress(done, len(files))
-    return runner.name, failures
+    return (resolve_engine(engine, device, spec.precision) if registered else ""), failures
 
 
 @dataclass
@@ -399,7 +430,7 @@ def extract_dataset(
     *,
     root: Path | None = None,
     engine: str = "auto",
-    batch_size: int = 32,
+    batch_size: int = ENGINE_BATCH,
     progress: ProgressCallback | None = None,
     tolerance: float | None = None,
     force: bool = False,

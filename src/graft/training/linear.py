@@ -34,7 +34,12 @@ from graft.data.splits import write_manifest
 from graft.data.validate import DataReport
 from graft.errors import ConfigError, DataError
 from graft.evaluation.metrics import classification_metrics
-from graft.features.extract import FeatureSpec, ProgressCallback, extract_features
+from graft.features.extract import (
+    ENGINE_BATCH,
+    FeatureSpec,
+    ProgressCallback,
+    extract_features,
+)
 from graft.fileio import write_json_atomic
 from graft.runs import (
     HEAD,
@@ -80,7 +85,7 @@ class LinearOptions:
     pool: str = "avg"
     image_size: int | None = None
     engine: str = "auto"
-    batch_size: int = 32
+    batch_size: int = ENGINE_BATCH
     precision: str = "fp32"
     precision_tolerance: float = 1.0
     force_precision: bool = False
