@@ -162,3 +162,15 @@ def test_export_cli(linear_run: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "top-1 agreement 100.0%" in result.stdout
+
+
+@pytest.mark.parametrize("fixture", ["linear_run", "neural_run"])
+def test_every_engine_backend_predicts_the_same(
+    fixture: str, request: pytest.FixtureRequest, data: Path
+) -> None:
+    run: Path = request.getfixturevalue(fixture)
+    images = _validation_images(data)
+    reference = graft.load(run, backend="torch").predict_proba(images)
+    for backend in ("onnxruntime", "openvino"):
+        probabilities = graft.load(run, backend=backend).predict_proba(images)
+        np.testing.assert_allclose(probabilities, reference, atol=1e-3)

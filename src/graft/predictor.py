@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from graft.heads import ClassicHead
     from graft.zoo.records import Preprocessing
 
-BACKENDS = ("auto", "torch", "openvino", "onnx")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "onnx")
 
 
 @dataclass(frozen=True)
@@ -380,8 +380,10 @@ def load(
 
     Args:
         run_dir: A run directory written by ``graft train``.
-        backend: ``auto`` (OpenVINO on a CPU, else PyTorch), ``torch``, ``openvino``, or
-            ``onnx`` (ONNX Runtime on the run's exported model; see ``graft export``).
+        backend: An engine of :mod:`graft.engines` (``auto``: OpenVINO on a CPU, else
+            PyTorch; ``torch``, ``onnxruntime``, ``openvino``), or ``onnx`` (ONNX Runtime on
+            the run's exported model; see ``graft export``). A linear run uses the feature
+            precision it was trained with.
         model_file: For ``onnx``: the exported file (default ``RUN_DIR/model.onnx``).
 
     Raises:

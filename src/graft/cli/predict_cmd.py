@@ -18,7 +18,7 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON list to stdout."),
     top_k: int = typer.Option(1, "--top-k", "-k", help="Labels per image."),
     backend: str = typer.Option(
-        "auto", help="auto, torch, openvino, or onnx (the exported model)."
+        "auto", help="auto, torch, onnxruntime, openvino, or onnx (the exported model)."
     ),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
 ) -> None:

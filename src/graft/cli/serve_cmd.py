@@ -11,7 +11,9 @@ def serve(
     run_dir: Path = typer.Argument(..., help="A run directory written by graft train."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, help="Port."),
-    backend: str = typer.Option("auto", help="auto, torch, openvino or onnx (exported model)."),
+    backend: str = typer.Option(
+        "auto", help="auto, torch, onnxruntime, openvino or onnx (exported model)."
+    ),
     api_key: str | None = typer.Option(
         None, "--api-key", help="Require this key (or GRAFT_API_KEY)."
     ),

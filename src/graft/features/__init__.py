@@ -20,7 +20,10 @@ __getattr__, __dir__, _ = lazy_loader.attach(
             "FeatureSpec",
             "extract_dataset",
             "extract_features",
+            "stream_features",
+            "calibrate",
         ],
+        "precision": ["PrecisionCheck", "check_precision"],
         "io": ["FeatureFile", "load_features", "save_features"],
         "layers": ["Layer", "feature_module", "list_layers"],
     },
@@ -33,6 +36,9 @@ __all__ = [
     "FeatureFile",
     "FeatureSpec",
     "Layer",
+    "PrecisionCheck",
+    "calibrate",
+    "check_precision",
     "default_cache_path",
     "extract_dataset",
     "extract_features",
@@ -40,6 +46,7 @@ __all__ = [
     "list_layers",
     "load_features",
     "save_features",
+    "stream_features",
 ]
 
 if TYPE_CHECKING:
@@ -48,8 +55,11 @@ if TYPE_CHECKING:
         DatasetFeatures,
         ExtractionResult,
         FeatureSpec,
+        calibrate,
         extract_dataset,
         extract_features,
+        stream_features,
     )
     from graft.features.io import FeatureFile, load_features, save_features
     from graft.features.layers import Layer, feature_module, list_layers
+    from graft.features.precision import PrecisionCheck, check_precision
