@@ -27,6 +27,7 @@ from graft.cli import (
     export_cmd,
     extract_cmd,
     predict_cmd,
+    rank_cmd,
     serve_cmd,
     train_cmd,
     zoo_cmd,
@@ -45,6 +46,7 @@ app.add_typer(zoo_cmd.weights_app, name="weights")
 app.command("classify")(classify_cmd.classify)
 app.command("train")(train_cmd.train)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("rank")(rank_cmd.rank)
 app.command("compare")(compare_cmd.compare)
 app.command("predict")(predict_cmd.predict)
 app.command("export")(export_cmd.export)

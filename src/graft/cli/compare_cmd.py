@@ -18,7 +18,9 @@ def compare(
     strategies: str = typer.Option(
         "linear,head,finetune,scratch", help="Comma-separated strategies."
     ),
-    backbones: str = typer.Option(DEFAULT_BACKBONE, help="Comma-separated backbones."),
+    backbones: str = typer.Option(
+        DEFAULT_BACKBONE, help="Comma-separated backbones, or topN: the N best by graft rank."
+    ),
     imagenet_map: str | None = typer.Option(
         None, "--imagenet-map", help="Zero-training row: class=FIRST-LAST[+...] ImageNet indices."
     ),

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -187,6 +188,7 @@ def compare(
         raise ConfigError(
             "a comparison needs a validation or test split: pass --val 0.2 or --test 0.2"
         )
+    backbones = _resolve_backbones(backbones, manifest, out, train_options or {})
     rows: list[Row] = []
     notes: list[str] = []
     truth: list[str] = []
@@ -208,6 +210,28 @@ def compare(
 
     write_compare_report(comparison)
     return comparison
+
+
+def _resolve_backbones(
+    backbones: Sequence[str], manifest: Path, out: Path, options: dict[str, Any]
+) -> list[str]:
+    """``topN`` ranks every available backbone on the training split (``graft rank``), once:
+    the ranking is kept in ``OUT/ranking.json`` so a resumed comparison runs the same ones."""
+    import re
+
+    match = re.fullmatch(r"top(\d+)", backbones[0]) if len(backbones) == 1 else None
+    if match is None:
+        return list(backbones)
+    saved = out / "ranking.json"
+    if saved.is_file():
+        ranking = json.loads(saved.read_text())
+    else:
+        from graft.ranking.rank import rank
+
+        ranking = rank(manifest, engine=str(options.get("engine", "auto"))).to_dict()
+        write_json_atomic(saved, ranking)
+    names = [c["backbone"] for c in ranking["candidates"] if c["layer"] == "final"]
+    return names[: int(match.group(1))]
 
 
 def _train_or_resume(

@@ -1,0 +1,1 @@
+"""Choosing a backbone without training them all: transferability scores and ``graft rank``."""
