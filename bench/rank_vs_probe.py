@@ -59,7 +59,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="*", default=list(DATASETS))
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--table", action="store_true", help="only rewrite bench/README.md from the saved JSON"
+    )
     args = parser.parse_args()
+    saved = HERE / "results" / "rank_vs_probe.json"
+    if args.table:
+        write_table(json.loads(saved.read_text()))
+        return
     results: dict[str, Any] = {}
     for name in args.datasets:
         data = args.data / name
@@ -97,10 +104,64 @@ def main() -> None:
             "kendall_tau": taus,
             "accuracies": accuracies,
         }
-    out = HERE / "results" / "rank_vs_probe.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    saved.parent.mkdir(exist_ok=True)
+    saved.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {saved}")
+    write_table(results)
+
+
+SCORES = ("logme", "h_score", "knn", "linear_cv", "leep", "nce")
+
+
+def write_table(results: dict[str, Any]) -> None:
+    """Replace the ranking section of bench/README.md: per dataset, each candidate's probe
+    accuracy and its place (1 = best) under each score, and Kendall's tau per score."""
+    from graft.ranking.rank import Candidate, _recommendation_order
+
+    lines = ["<!-- rank:start (written by bench/rank_vs_probe.py) -->"]
+    for name, result in results.items():
+        candidates = [
+            Candidate(r["backbone"], r["layer"], r["dim"], r["images_per_s"], r["scores"])
+            for r in result["rows"]
+        ]
+        result["recommended"] = _recommendation_order(candidates)[0].name  # the current rule
+        rows = sorted(result["rows"], key=lambda r: -r["accuracy"])
+        places = {}
+        for score in SCORES:
+            having = sorted(
+                (r for r in rows if score in r["scores"]), key=lambda r: -r["scores"][score]
+            )
+            places[score] = {r["name"]: i for i, r in enumerate(having, 1)}
+        split = rows[0]["split"]
+        lines += [
+            "",
+            f"**{name}**: `graft rank` {result['rank_seconds']:.0f} s cold (whole process, "
+            f"{result['images']} training images, 7 candidates); recommended "
+            f"`{result['recommended']}`, best by {split} accuracy `{result['best_by_accuracy']}`.",
+            "",
+            f"| candidate | linear probe {split} accuracy | " + " | ".join(SCORES) + " |",
+            "|---|---:|" + "---:|" * len(SCORES),
+        ]
+        for row in rows:
+            cells = [str(places[score].get(row["name"], "")) for score in SCORES]
+            lines.append(f"| {row['name']} | {row['accuracy']:.2%} | " + " | ".join(cells) + " |")
+        taus = result["kendall_tau"]
+        lines.append(
+            "| Kendall tau vs accuracy | | "
+            + " | ".join(f"{taus[s]:+.2f}" if s in taus else "" for s in SCORES)
+            + " |"
+        )
+    lines += ["", "<!-- rank:end -->"]
+    readme = HERE / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- rank:start", "<!-- rank:end -->"
+    section = "\n".join(lines)
+    if start in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
+    else:
+        heading = "## Backbone ranking vs the real linear probe (`bench/rank_vs_probe.py`)"
+        text = text.rstrip() + f"\n\n{heading}\n\n" + section + "\n"
+    readme.write_text(text)
 
 
 if __name__ == "__main__":

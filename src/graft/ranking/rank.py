@@ -4,7 +4,7 @@ For each candidate the features of a stratified sample of the training split (2,
 default) go through the feature cache, then every score of :mod:`graft.ranking.scores` is
 computed. The validation and test splits are never read. The recommendation is the candidate
 with the best mean rank over the four scores every candidate has (LogME, H-score, k-NN,
-cross-validated linear probe), ties going to the faster extractor.
+cross-validated linear probe), ties going to the higher LogME.
 
 Example:
     >>> ranking = rank("data/", backbones="all-available")  # doctest: +SKIP
@@ -224,10 +224,11 @@ def _score(
 
 
 def _recommendation_order(candidates: list[Candidate]) -> list[Candidate]:
-    """Sort by mean rank over the core scores; ties to the faster extractor."""
+    """Sort by mean rank over the core scores; ties to the higher LogME (the score that tracked
+    the real probe best in bench/rank_vs_probe.py), so the order never depends on the cache."""
     mean_rank = {id(c): 0.0 for c in candidates}
     for score in CORE_SCORES:
         ordered = sorted(candidates, key=lambda c: -c.scores[score])
         for position, candidate in enumerate(ordered):
             mean_rank[id(candidate)] += position / len(CORE_SCORES)
-    return sorted(candidates, key=lambda c: (mean_rank[id(c)], -(c.images_per_s or 0.0)))
+    return sorted(candidates, key=lambda c: (mean_rank[id(c)], -c.scores["logme"]))
