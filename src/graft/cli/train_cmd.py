@@ -99,14 +99,34 @@ def train(
     ),
     workers: int | None = typer.Option(None, help="Data-loading processes."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    nproc: int | None = typer.Option(
+        None,
+        "--nproc",
+        help="Neural: train in N processes (torchrun, DistributedDataParallel; gloo on CPU, "
+        "nccl on CUDA). --batch-size stays the global batch.",
+    ),
     overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
 ) -> None:
     """Train a classifier: validate the data, train, evaluate, save the run directory."""
+    import os
+    import sys
+
     from graft.training import RunResult
     from graft.training import train as run_training
 
-    console = Console(stderr=as_json)
+    if nproc is not None and "WORLD_SIZE" not in os.environ:
+        from graft.errors import ConfigError
+        from graft.training.distributed import launch
+
+        if strategy == "linear" and resume is None:
+            raise ConfigError(
+                "--nproc trains the neural strategies (head, finetune, scratch); the linear "
+                "probe runs in one process (its features scale out with graft extract)"
+            )
+        raise typer.Exit(launch(nproc, _without_nproc(sys.argv[1:])))
+    main_process = os.environ.get("RANK", "0") == "0"
+    console = Console(stderr=as_json, quiet=not main_process)
     data_options: dict[str, Any] = {
         "root": root,
         "val": val,
@@ -184,7 +204,8 @@ def train(
         summary["history"] = result.history
     summary["timings_s"] = {k: round(v, 2) for k, v in result.timings.items()}
     if as_json:
-        typer.echo(json.dumps(summary, indent=2))
+        if main_process:
+            typer.echo(json.dumps(summary, indent=2))
         return
     console.print(f"[bold]{strategy}[/bold] on {backbone}", highlight=False)
     console.print(metrics_table(result.metrics))
@@ -202,3 +223,17 @@ def train(
         "time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()), highlight=False
     )
     console.print(f"run saved to [bold]{result.run_dir}[/bold] (graft evaluate {result.run_dir})")
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line without ``--nproc N`` / ``--nproc=N`` (torchrun starts the processes)."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept

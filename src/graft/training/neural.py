@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -38,8 +39,9 @@ from graft.data.splits import write_manifest
 from graft.data.validate import DataReport
 from graft.errors import ConfigError, DataError
 from graft.fileio import atomic_path, write_json_atomic
-from graft.runs import MANIFEST, SKIPPED, read_config, write_config, write_skipped
+from graft.runs import MANIFEST, METRICS, SKIPPED, read_config, write_config, write_skipped
 from graft.training.augment import AugmentConfig, batch_mixer, preset, train_transform
+from graft.training.distributed import Distributed
 from graft.training.loop import (
     Callback,
     EpochData,
@@ -277,9 +279,11 @@ def train_neural(
         DataError: Unusable data.
         ConfigError: Bad options, ``out`` exists, or nothing to resume.
     """
+    from graft.training.distributed import from_environment
     from graft.training.linear import default_run_dir
 
     started = time.perf_counter()
+    context = from_environment()
     if resume is not None:
         run_dir = Path(resume)
         config = read_config(run_dir)
@@ -297,7 +301,7 @@ def train_neural(
         if data is None:
             raise ConfigError("no data given; pass DATA, or --resume RUN_DIR")
         report = prepare(data, data_options, name=name)
-        run_dir = (
+        run_dir = context.broadcast(  # every process writes to rank 0's choice
             Path(out)
             if out is not None
             else default_run_dir(report.images.source, options.strategy)
@@ -307,18 +311,36 @@ def train_neural(
                 f"{run_dir} already exists; pass --overwrite, choose another --out, or --resume it"
             )
         config = {}
-    trainer = _Trainer(run_dir, report, options, data_options, config, callbacks)
+    trainer = _Trainer(
+        run_dir,
+        report,
+        options,
+        data_options,
+        config,
+        callbacks if context.is_main else (),
+        context,
+    )
     if resume is None and options.strategy != "scratch":
         from graft.training.preflight import preflight
 
         train_paths = [sample.path for sample in report.images.split("train")]
         report.warnings.extend(preflight(train_paths, trainer.model.record))
-    if on_report is not None:
+    if on_report is not None and context.is_main:
         on_report(report)
     if resume is None:
-        trainer.start(overwrite=overwrite)
+        context.barrier()  # every process has checked the run directory before it is made
+        if context.is_main:
+            trainer.start(overwrite=overwrite)
+    context.barrier()
     history = trainer.fit()
-    metrics = trainer.finish() if trainer.finished else {}
+    identical = context.identical(trainer.model)
+    metrics: dict[str, dict[str, Any]] = {}
+    if trainer.finished:
+        if context.is_main:
+            metrics = trainer.finish(parameters_identical=identical)
+        context.barrier()
+        if not context.is_main:
+            metrics = json.loads((run_dir / METRICS).read_text())
     return NeuralResult(run_dir, metrics, history, report, {"total": time.perf_counter() - started})
 
 
@@ -333,9 +355,11 @@ class _Trainer:
         data_options: DataOptions,
         config: dict[str, Any],
         callbacks: Sequence[Callback],
+        context: Distributed | None = None,
     ) -> None:
         from graft.device import resolve_device
 
+        self.context = context or Distributed()
         self.run_dir = run_dir
         self.report = report
         self.options = options
@@ -343,6 +367,9 @@ class _Trainer:
         self.config = config
         self.callbacks = list(callbacks)
         self.device = resolve_device(options.device)
+        if self.device.type == "cuda" and self.context.enabled:
+            self.device = torch.device("cuda", self.context.local_rank)
+        self.local_batch = self.context.local_batch(options.batch_size)
         self.precision = resolve_precision(options.precision, self.device)
         self.seed = data_options.seed
         self.classes = report.images.classes
@@ -461,6 +488,12 @@ class _Trainer:
                 "manifest": MANIFEST,
             },
             "seed": self.seed,
+            "distributed": {
+                "world_size": self.context.world_size,
+                "backend": "nccl" if self.device.type == "cuda" else "gloo",
+            }
+            if self.context.enabled
+            else None,
             "versions": library_versions(),
         }
 
@@ -486,6 +519,8 @@ class _Trainer:
         self.stopped_phases = list(state["stopped_phases"])
 
     def _save(self, path_name: str) -> None:
+        if not self.context.is_main:
+            return
         state = {
             "epoch": self.epoch,
             "history": self.history,
@@ -531,6 +566,7 @@ class _Trainer:
     def _run_phase(self, index: int, phase: Phase, start: int, end: int) -> None:
         trainable_stages = set_trainable(self.model.backbone.net, self.stages, phase.top)
         data = self._epoch_data(phase)
+        data.trainable = self.context.wrap(data.trainable, self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = 0.0
         try:
@@ -547,7 +583,7 @@ class _Trainer:
         self, phase: Phase, data: EpochData, start: int, trainable_stages: list[str]
     ) -> None:
         epoch = self.epoch
-        seed_epoch(self.seed, epoch)
+        seed_epoch(self.seed + 7919 * self.context.rank, epoch)  # per-process dropout draws
         self.model.train()
         data.trainable.train()
         if self.options.strategy != "scratch" and self.options.bn != "train":
@@ -584,6 +620,10 @@ class _Trainer:
             data.trainable, data.train(epoch), self.optimizer, self.settings, set_lr, on_batch
         )
         seconds = time.perf_counter() - clock
+        loss_sum, correct, images = self.context.sum(
+            [train["loss"] * train["images"], train["accuracy"] * train["images"], train["images"]]
+        )
+        train = {"loss": loss_sum / images, "accuracy": correct / images, "images": images}
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "phase": phase.name,
@@ -616,7 +656,8 @@ class _Trainer:
         self._save(CHECKPOINT_LAST)
         if improved:
             self._save(CHECKPOINT_BEST)
-        write_json_atomic(self.run_dir / HISTORY, self.history)
+        if self.context.is_main:
+            write_json_atomic(self.run_dir / HISTORY, self.history)
         state["record"] = record
         for callback in self.callbacks:
             callback.on_epoch_end(state)
@@ -655,10 +696,11 @@ class _Trainer:
         )
 
         def order(epoch: int) -> list[int]:
-            return epoch_order(len(train_samples), seed=self.seed, epoch=epoch, weights=weights)
+            everyone = epoch_order(len(train_samples), seed=self.seed, epoch=epoch, weights=weights)
+            return self.context.shard(everyone, batch_size=options.batch_size)
 
         def batches_of(inputs: torch.Tensor, targets: torch.Tensor) -> Callable[[int], Any]:
-            return lambda epoch: tensor_batches(inputs, targets, order(epoch), options.batch_size)
+            return lambda epoch: tensor_batches(inputs, targets, order(epoch), self.local_batch)
 
         if fast and phase.top == 0 and not augmented:
             phase.path = "cached-features"
@@ -725,16 +767,18 @@ class _Trainer:
         return lambda: tensor_batches(val_x, targets, every, self.options.batch_size)
 
     def _train_pixels(self, dataset: ImageDataset, order: list[int], epoch: int) -> Any:
-        """Augmented (and, with mixup/cutmix, mixed) training pixels."""
-        return mixed(self._pixels(dataset, order, epoch), self.mixer)
+        """Augmented (and, with mixup/cutmix, mixed) training pixels: this process's share."""
+        return mixed(self._pixels(dataset, order, epoch, self.local_batch), self.mixer)
 
-    def _pixels(self, dataset: ImageDataset, order: list[int], epoch: int) -> Any:
+    def _pixels(
+        self, dataset: ImageDataset, order: list[int], epoch: int, batch_size: int | None = None
+    ) -> Any:
         return pixel_batches(
             dataset,
             order,
-            batch_size=self.options.batch_size,
+            batch_size=batch_size or self.options.batch_size,
             workers=self._workers(),
-            seed=self.seed,
+            seed=self.seed + 7919 * self.context.rank,
             epoch=epoch,
         )
 
@@ -770,9 +814,10 @@ class _Trainer:
 
         if not samples:
             return None
-        result = extract_features(
-            [s.path for s in samples], self._feature_spec(), engine=self.options.engine
-        )
+        with self.context.main_first():  # rank 0 fills the shared cache, the others read it
+            result = extract_features(
+                [s.path for s in samples], self._feature_spec(), engine=self.options.engine
+            )
         if not result.ok.all():
             bad = ", ".join(str(p) for p, _ in result.failures[:3])
             raise DataError(f"images failed to decode during training: {bad}; remove them")
@@ -793,12 +838,12 @@ class _Trainer:
 
     # -- the end -----------------------------------------------------------------------------
 
-    def finish(self) -> dict[str, dict[str, Any]]:
+    def finish(self, *, parameters_identical: bool = True) -> dict[str, dict[str, Any]]:
         """Save the best weights as the model, evaluate the splits, mark the run complete."""
         from safetensors.torch import save_file
 
         from graft.predictor import load
-        from graft.runs import METRICS, predictions_file, write_predictions
+        from graft.runs import predictions_file, write_predictions
 
         best = self.run_dir / CHECKPOINT_BEST
         if best.is_file():
@@ -810,6 +855,8 @@ class _Trainer:
             save_file(tensors, str(tmp))
         config = self._config("complete")
         config["best_epoch"] = self.best.get("epoch")
+        if config["distributed"] is not None:
+            config["distributed"]["parameters_identical"] = parameters_identical
         config["time_per_epoch_s"] = {
             phase.name: round(
                 float(
