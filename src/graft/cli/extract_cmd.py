@@ -23,7 +23,13 @@ def extract(
     root: Path | None = typer.Option(
         None, help="For a CSV/TSV: the folder its paths are relative to."
     ),
-    engine: str = typer.Option("auto", help="auto, torch, onnxruntime or openvino."),
+    engine: str = typer.Option(
+        "auto", help="auto, torch, onnxruntime, openvino, or ray (a Ray cluster; --out a folder)."
+    ),
+    address: str | None = typer.Option(
+        None, help="ray: an existing cluster (auto, or ray://host:10001); default a local one."
+    ),
+    actors: int = typer.Option(1, help="ray: model actors (one model each)."),
     precision: str = typer.Option(
         "fp32", help="fp32, bf16 or int8 (calibrated on the training images, checked vs fp32)."
     ),
@@ -38,6 +44,10 @@ def extract(
     """Write features, paths, labels and splits of every usable image to one file."""
     from graft.features import extract_dataset, save_features
     from graft.training.linear import LinearOptions
+
+    if engine == "ray":
+        _extract_with_ray(data, out, backbone, layer, pool, image_size, root, address, actors)
+        return
 
     specs = LinearOptions(
         backbone=backbone, layer=layer, pool=pool, image_size=image_size, precision=precision
@@ -70,5 +80,39 @@ def extract(
         f"wrote {out}: {result.features.shape[0]} images x {result.features.shape[1]} features "
         f"({result.computed} computed, {result.cached} from the cache, "
         f"{len(result.problems)} skipped)",
+        highlight=False,
+    )
+
+
+def _extract_with_ray(
+    data: Path,
+    out: Path,
+    backbone: str,
+    layer: str,
+    pool: str,
+    image_size: int | None,
+    root: Path | None,
+    address: str | None,
+    actors: int,
+) -> None:
+    from graft.errors import ConfigError
+    from graft.scaleout.ray_data import extract_with_ray
+
+    if "," in backbone:
+        raise ConfigError("--engine ray extracts one backbone at a time; drop the comma list")
+    result = extract_with_ray(
+        data,
+        out,
+        backbone=backbone,
+        layer=layer,
+        pool=pool,
+        image_size=image_size,
+        root=root,
+        address=address,
+        actors=actors,
+    )
+    Console().print(
+        f"wrote {out}/features/*.parquet: {result.rows} images, {result.failed} failed "
+        f"(listed in {out}/errors.csv), {result.images_per_s:.1f} img/s",
         highlight=False,
     )

@@ -21,14 +21,42 @@ def predict(
         "auto", help="auto, torch, onnxruntime, openvino, or onnx (the exported model)."
     ),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
+    engine: str = typer.Option(
+        "local", help="local, or ray: a Ray cluster writes OUT/predictions/*.parquet."
+    ),
+    address: str | None = typer.Option(
+        None, help="ray: an existing cluster (auto, or ray://host:10001); default a local one."
+    ),
+    actors: int = typer.Option(1, help="ray: model actors (one model each)."),
 ) -> None:
-    """Predict images with a trained run; bad files are reported and skipped (exit 1)."""
+    """Predict images with a trained run; bad files are reported and skipped (exit 1).
+
+    A ``.txt`` argument with ``--engine ray`` is a manifest: one image path per line.
+    """
     from graft.data.files import collect_images
     from graft.errors import ConfigError
     from graft.predictor import load
 
     if top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine {engine!r} is not one of: local, ray")
+    if engine == "ray":
+        if out is None:
+            raise ConfigError("--engine ray writes parquet shards: pass --out FOLDER")
+        from graft.scaleout.ray_data import predict_with_ray
+
+        result = predict_with_ray(
+            run_dir, paths, out, address=address, actors=actors, backend=backend
+        )
+        Console().print(
+            f"wrote {out}/predictions/*.parquet: {result.rows} images, {result.failed} failed "
+            f"(listed in {out}/errors.csv), {result.images_per_s:.1f} img/s",
+            highlight=False,
+        )
+        if result.failed:
+            raise typer.Exit(1)
+        return
     predictor = load(run_dir, backend=backend)
     found = collect_images(paths)
     errors = Console(stderr=True)
