@@ -95,31 +95,44 @@ def convert(network: nn.Module, input_size: int) -> Any:
 
 
 def quantize(model: Any, calibration: np.ndarray) -> Any:
-    """NNCF post-training int8 quantization, one calibration image per step, silently.
+    """NNCF post-training int8 quantization, in a child process (see
+    :mod:`graft.engines.nncf_worker`), one calibration image per step.
 
-    NNCF draws its own progress bars on Rich's global console and, on import, makes torch log
-    about CUDA; both are muted here so graft's own progress display stays intact.
+    Raises:
+        ConfigError: NNCF is not installed, or the child failed (its last error line given).
     """
-    import logging
+    import importlib.util
+    import subprocess
+    import sys
+    import tempfile
 
-    import rich
+    import openvino as ov
 
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    import nncf
-
-    nncf.set_log_level(logging.ERROR)
-    dataset = nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))])
-    console = rich.get_console()
-    quiet, console.quiet = console.quiet, True
-    try:
-        return nncf.quantize(
-            model,
-            dataset,
-            subset_size=len(calibration),
-            preset=nncf.QuantizationPreset.PERFORMANCE,
+    if importlib.util.find_spec("nncf") is None:
+        raise ConfigError("int8 on OpenVINO needs NNCF: pip install nncf")
+    with tempfile.TemporaryDirectory(prefix="graft-int8-") as scratch:
+        folder = Path(scratch)
+        ov.save_model(model, str(folder / "float.xml"), compress_to_fp16=False)
+        np.save(folder / "calibration.npy", calibration)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "graft.engines.nncf_worker",
+                str(folder / "float.xml"),
+                str(folder / "calibration.npy"),
+                str(folder / "int8.xml"),
+            ],
+            capture_output=True,
+            text=True,
         )
-    finally:
-        console.quiet = quiet
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            reason = lines[-1] if lines else f"exit code {done.returncode}"
+            raise ConfigError(f"int8 quantization with NNCF failed: {reason}")
+        quantized = ov.Core().read_model(str(folder / "int8.xml"))
+        # read_model maps the weights file; keep them in memory before the folder goes
+        return quantized.clone()
 
 
 def save_atomically(model: Any, path: Path) -> None:
