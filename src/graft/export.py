@@ -246,11 +246,9 @@ def _export_torchscript(module: Any, example: Any, target: Path, info: dict[str,
 
 
 def _onnx_runner(path: Path) -> Any:
-    import onnxruntime as ort
+    from graft.engines.onnx_io import cpu_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(path)
 
     def run(pixels: np.ndarray) -> np.ndarray:
         return np.asarray(session.run(None, {"pixels": pixels})[0], dtype=np.float64)

@@ -292,16 +292,11 @@ class OnnxPredictor(Predictor):
     """A run's exported ONNX model, run by ONNX Runtime (preprocessing from its metadata)."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], model_file: Path) -> None:
-        import onnxruntime as ort
-
+        from graft.engines.onnx_io import cpu_session
         from graft.zoo.records import Preprocessing
 
         super().__init__(run_dir, config, "onnx")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(model_file), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = cpu_session(model_file)
         meta = self.session.get_modelmeta().custom_metadata_map
         if "labels" not in meta or "preprocessing" not in meta:
             raise DataError(

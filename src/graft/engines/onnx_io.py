@@ -43,6 +43,22 @@ def export_onnx(module: Any, input_size: int, path: Path, *, output: str = "outp
         )
 
 
+def cpu_session(path: Path, *, threads: int | None = None) -> Any:
+    """An ONNX Runtime session on the CPU provider, quiet (errors only).
+
+    Args:
+        path: The ``.onnx`` file.
+        threads: Intra-op threads; ONNX Runtime's default when not given.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def quantize_onnx(source: Path, target: Path, calibration: np.ndarray) -> None:
     """Static int8 quantization (QDQ, per-channel int8 weights, uint8 activations).
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from graft.engines.base import Calibration, compiled_path, need_calibration, threads
-from graft.engines.onnx_io import INPUT, export_onnx, quantize_onnx
+from graft.engines.onnx_io import INPUT, cpu_session, export_onnx, quantize_onnx
 from graft.fileio import atomic_path
 
 if TYPE_CHECKING:
@@ -38,12 +38,7 @@ class OnnxRuntimeEngine:
         import tempfile
         from pathlib import Path
 
-        import onnxruntime as ort
-
         self.precision = precision
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = threads()
         path = compiled_path(self.name, cache_key, ".onnx") if cache_key else None
         with tempfile.TemporaryDirectory(prefix="graft-onnx-") as scratch:
             if path is None or not path.is_file():
@@ -57,9 +52,7 @@ class OnnxRuntimeEngine:
                     else:
                         export_onnx(network, input_size, tmp)
                 path = target
-            self._session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
+            self._session = cpu_session(path, threads=threads())
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         outputs = self._session.run(None, {INPUT: np.ascontiguousarray(pixels)})
