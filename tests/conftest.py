@@ -9,6 +9,10 @@ import pytest
 from graft.datasets import sample_photos
 from synthetic import write_class_folders
 
+#: The network guard's modules are imported by the root conftest and by sitecustomize, not
+#: collected as tests.
+collect_ignore = ["netguard"]
+
 #: The real datasets beside the project (a fresh user clone does not have them).
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

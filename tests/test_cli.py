@@ -95,21 +95,11 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, photos: dict[str, 
 
 
 def test_demo_runs_offline() -> None:
-    """``graft demo`` in its own process, as users run it, with sockets blocked there too.
-
-    (In-process, after other tests had built OpenVINO engines, the demo's training followed by
-    a fork crashed the test process with memory corruption; see the issue-7 closing note.)
-    """
-    root = Path(__file__).resolve().parents[1]
-    code = (
-        f"import sys; sys.path.insert(0, {str(root)!r}); import conftest; "  # the socket guard
-        "from graft.cli import main; sys.argv = ['graft', 'demo']; main()"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=900
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "chelsea" in result.stdout and "espresso" in result.stdout
+    """``graft demo`` in the test process itself, after whatever engines earlier tests built
+    (its fine-tune's decoding workers no longer fork a process that runs engine threads)."""
+    result = CliRunner().invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output[-3000:]
+    assert "chelsea" in result.output and "espresso" in result.output
 
 
 def test_looking_up_backbones_does_not_import_torch() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -26,3 +28,21 @@ def test_loopback_is_allowed() -> None:
             pass
     finally:
         server.close()
+
+
+def test_child_processes_are_guarded_too() -> None:
+    """torchrun, Ray and NNCF children are Python processes started with the suite's
+    environment: sitecustomize installs the same guard in them."""
+    code = (
+        "import socket\n"
+        "try:\n"
+        "    socket.create_connection(('93.184.216.34', 443), timeout=1)\n"
+        "except OSError as err:\n"
+        "    print(type(err).__name__, err)\n"
+        "else:\n"
+        "    print('connected')\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert child.stdout.startswith("NetworkBlockedError"), child.stdout + child.stderr

@@ -391,6 +391,12 @@ def load(
         raise ConfigError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}")
     folder = Path(run_dir)
     config = read_config(folder)
+    status = config.get("status", "complete")
+    if status != "complete":
+        raise DataError(
+            f"{folder}: the run has not finished (status {status!r}); finish it with "
+            f"`graft train --resume {folder}`"
+        )
     if backend == "onnx":
         exported = Path(model_file) if model_file is not None else folder / "model.onnx"
         if not exported.is_file():

@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from graft.errors import ConfigError, DataError
-from graft.fileio import current_umask, write_json_atomic
+from graft.faults import fault_point
+from graft.fileio import atomic_path, current_umask, write_json_atomic
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
@@ -56,21 +57,85 @@ def predictions_file(split: str) -> str:
     return f"predictions_{split}.csv"
 
 
+def is_graft_run(path: Path) -> bool:
+    """Whether ``path`` is a folder that graft wrote as a run (its ``config.json`` says so).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> is_graft_run(folder)
+        False
+        >>> write_config(folder, {"strategy": "linear"})
+        >>> is_graft_run(folder)
+        True
+    """
+    config = Path(path) / CONFIG
+    if Path(path).is_symlink() or not config.is_file() or config.is_symlink():
+        return False
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "format" in data and "strategy" in data
+
+
+def check_replaceable(out: Path, *, overwrite: bool, resume_hint: bool = False) -> None:
+    """Refuse to write a run to ``out`` unless it is new, or an old graft run to replace.
+
+    ``--overwrite`` only ever replaces a folder that graft wrote as a run: a data folder, a
+    home directory or any other file is refused, naming it, whatever the flag says.
+
+    Raises:
+        ConfigError: ``out`` exists and may not be replaced.
+    """
+    if not out.exists() and not out.is_symlink():
+        return
+    if not overwrite:
+        also = ", or --resume it" if resume_hint else ""
+        raise ConfigError(
+            f"{out} already exists; pass --overwrite to replace it, choose another --out{also}"
+        )
+    if not is_graft_run(out):
+        raise ConfigError(
+            f"{out} exists and is not a graft run (no graft config.json in it); --overwrite "
+            "only replaces a run graft wrote: choose another --out"
+        )
+
+
+def remove_run(out: Path) -> None:
+    """Delete a graft run folder, after checking that it is one (never anything else).
+
+    The folder is first renamed aside in one step, so a crash leaves either the old run or
+    nothing, never a half-deleted one under its name.
+
+    Raises:
+        ConfigError: ``out`` is not a graft run.
+    """
+    check_replaceable(out, overwrite=True)
+    trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.replace(out, trash / "run")
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 @contextmanager
 def staged_run_dir(out: Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder that becomes ``out`` when the block succeeds.
 
+    ``out`` may be replaced only if it is a graft run and ``overwrite`` is true
+    (:func:`check_replaceable`); it is checked again just before the swap.
+
     Raises:
-        ConfigError: ``out`` exists and ``overwrite`` is false.
+        ConfigError: ``out`` exists and may not be replaced.
     """
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out} already exists; pass --overwrite or choose another --out")
+    check_replaceable(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; runs get the usual mode
     try:
         yield staging
-        if out.exists():
+        fault_point("linear.before-rename")
+        if out.exists() or out.is_symlink():
+            check_replaceable(out, overwrite=overwrite)
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
             os.replace(out, trash / "run")
             os.replace(staging, out)
@@ -82,8 +147,8 @@ def staged_run_dir(out: Path, *, overwrite: bool = False) -> Iterator[Path]:
 
 
 def write_skipped(path: Path, problems: Sequence[tuple[Path, str]]) -> None:
-    """Write ``skipped.csv``: every file left out of a run, with the reason."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    """Write ``skipped.csv``: every file left out of a run, with the reason (atomically)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "reason"])
         writer.writerows([str(file), reason] for file, reason in problems)
@@ -96,8 +161,12 @@ def write_predictions(
     proba: np.ndarray,
     classes: Sequence[str],
 ) -> None:
-    """Write a predictions CSV: path, true, predicted, then one probability column per class."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    """Write a predictions CSV: path, true, predicted, then a probability column per class.
+
+    Written atomically: a reader or a crash sees the old file or the new one, and a symbolic
+    link planted at ``path`` is replaced, never followed.
+    """
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "true", "predicted", *(f"p_{name}" for name in classes)])
         for file, label, row in zip(paths, truth, proba, strict=True):

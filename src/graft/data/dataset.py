@@ -192,6 +192,7 @@ def _read_folder(root: Path) -> LabelledImages:
             _read_class_folders(folder, images, split)
         _check_split_classes(images)
     else:
+        _refuse_folder_of_datasets(root, folders)
         images = LabelledImages([], source=str(root), layout="class-folders")
         _read_class_folders(root, images, None)
     if loose:
@@ -199,6 +200,39 @@ def _read_folder(root: Path) -> LabelledImages:
             f"{len(loose)} images directly in {root} are not in a class folder and were ignored"
         )
     return images
+
+
+def _refuse_folder_of_datasets(root: Path, folders: list[Path]) -> None:
+    """Refuse a folder one level too high: its "class" folders are themselves datasets.
+
+    A class folder that holds train/validation/test folders is a dataset; so is one that holds
+    no image itself but several folders of images, when every class folder looks like that.
+    """
+
+    def subfolders(folder: Path) -> list[Path]:
+        return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+    with_splits = [
+        folder
+        for folder in folders
+        if any(p.name.lower() in SPLIT_NAMES for p in subfolders(folder))
+    ]
+    nested = [
+        folder
+        for folder in folders
+        if not any(p.is_file() and is_image_file(p) for p in folder.iterdir())
+        and len(subfolders(folder)) >= 2
+    ]
+    datasets = with_splits or (nested if len(nested) == len(folders) else [])
+    if datasets:
+        names = ", ".join(str(folder) for folder in datasets[:3])
+        more = f" (and {len(datasets) - 3} more)" if len(datasets) > 3 else ""
+        raise DataError(
+            f"{root}: its class folders look like datasets themselves (each holds "
+            f"{'train/validation/test' if with_splits else 'class'} folders); pass one dataset "
+            f"folder, e.g. {names}{more}. To use nested folders as classes, list path,label "
+            "rows in a CSV instead"
+        )
 
 
 def _read_class_folders(root: Path, images: LabelledImages, split: Split | None) -> None:

@@ -18,9 +18,13 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -40,6 +44,8 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".tiff",
 )
 SUPPORTED_FORMATS = "JPEG, PNG, BMP, GIF, WebP, TIFF"
+#: The only Pillow formats graft ever opens (an allow-list: EPS, PSD, ... are never parsed).
+PILLOW_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _WHITE = (255, 255, 255)
 
@@ -48,9 +54,16 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
 def load_image(
-    path: str | Path, *, max_pixels: int | None = None, draft_size: int | None = None
+    path: str | Path,
+    *,
+    max_pixels: int | None = None,
+    draft_size: int | None = None,
+    expected_hash: str | None = None,
 ) -> Image.Image:
     """Decode an image file to an 8-bit RGB :class:`PIL.Image.Image`.
+
+    Only regular files are read (a FIFO, device or socket is refused without being opened for
+    long), and never more bytes than the file's size said when it was opened.
 
     Args:
         path: The image file.
@@ -58,27 +71,95 @@ def load_image(
             :func:`graft.config.max_pixels` (``GRAFT_MAX_PIXELS``).
         draft_size: If given and the file is a JPEG, let the decoder shrink it by a power of two
             while keeping both sides at least this many pixels (much faster for large photos).
+        expected_hash: The content hash (:func:`content_hash`) a scan recorded; if the bytes
+            no longer match (the file changed but kept its size and modification time), the
+            image is refused rather than mistaken for the one scanned.
 
     Returns:
         The image in RGB mode, EXIF orientation applied.
 
     Raises:
-        DataError: One line naming the file and the reason: missing, not an image, truncated or
-            corrupt, or over the pixel limit.
+        DataError: One line naming the file and the reason: missing, not a regular file, not an
+            image, truncated or corrupt, changed since scanned, or over the pixel limit.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file; check the path")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected an image file")
-    return _decode(path, str(path), max_pixels=max_pixels, draft_size=draft_size)
+    data = read_regular_file(path)
+    if expected_hash is not None and content_hash(data) != expected_hash:
+        raise ChangedFileError(
+            f"{path}: its content changed since graft scanned it (same size and modification "
+            "time); run the command again to rescan it"
+        )
+    return _decode(io.BytesIO(data), str(path), max_pixels=max_pixels, draft_size=draft_size)
 
 
-def decode_image_bytes(data: bytes, name: str, *, max_pixels: int | None = None) -> Image.Image:
+def content_hash(data: bytes) -> str:
+    """The content hash graft keys files by: BLAKE2b-128 of the bytes, as hex.
+
+    Example:
+        >>> content_hash(b"")
+        'cae66941d9efbd404e4d88758ea67670'
+    """
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def open_regular_file(path: Path) -> tuple[int, int]:
+    """Open ``path`` for reading if it is a regular file; return ``(descriptor, size)``.
+
+    The file is opened without blocking (a FIFO would otherwise wait forever for a writer) and
+    checked with ``fstat`` on the open descriptor, so a link swapped in between cannot slip a
+    device through.
+
+    Raises:
+        DataError: Missing, a folder, not a regular file, or unreadable.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError as err:
+        raise DataError(f"{path}: no such file; check the path") from err
+    except IsADirectoryError as err:
+        raise DataError(f"{path}: is a folder, expected an image file") from err
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror}); check its permissions") from err
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise DataError(f"{path}: is a folder, expected an image file")
+        raise NotARegularFileError(
+            f"{path}: not a regular file ({_kind(info.st_mode)}); graft reads only image files: "
+            "remove it from the data folder"
+        )
+    return fd, info.st_size
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of a regular file, at most as many as its size when opened.
+
+    Raises:
+        DataError: See :func:`open_regular_file`.
+    """
+    fd, size = open_regular_file(path)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(size)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"
+
+
+def decode_image_bytes(
+    data: bytes, name: str, *, max_pixels: int | None = None, draft_size: int | None = None
+) -> Image.Image:
     """Decode an image held in memory (an upload) to 8-bit RGB, like :func:`load_image`.
 
     Raises:
-        NotAnImageError: The bytes are not an image Pillow can read.
+        NotAnImageError: The bytes are not an image in a format graft reads.
         CorruptImageError: Truncated or corrupt image data.
         ImageTooLargeError: Over the pixel limit.
 
@@ -90,7 +171,48 @@ def decode_image_bytes(data: bytes, name: str, *, max_pixels: int | None = None)
         >>> decode_image_bytes(buffer.getvalue(), "upload.png").size
         (3, 2)
     """
-    return _decode(io.BytesIO(data), name, max_pixels=max_pixels, draft_size=None)
+    return _decode(io.BytesIO(data), name, max_pixels=max_pixels, draft_size=draft_size)
+
+
+def open_image(source: Path | BinaryIO, name: str) -> Image.Image:
+    """``Image.open`` restricted to the formats graft reads (:data:`PILLOW_FORMATS`).
+
+    Only the header is parsed; no pixel is decoded.
+
+    Raises:
+        NotAnImageError: Not an image, or a format outside the allow-list (named).
+    """
+    try:
+        return Image.open(source, formats=PILLOW_FORMATS)
+    except UnidentifiedImageError as err:
+        raise NotAnImageError(_not_an_image(source, name)) from err
+
+
+def _not_an_image(source: Path | BinaryIO, name: str) -> str:
+    """Say which format a refused file is in, when Pillow knows it (by its magic bytes only)."""
+    try:
+        if isinstance(source, Path):
+            with open(source, "rb") as handle:
+                prefix = handle.read(16)
+        else:
+            source.seek(0)
+            prefix = source.read(16)
+    except OSError:
+        prefix = b""
+    Image.init()
+    for fmt, (_, accept) in Image.OPEN.items():
+        if fmt in PILLOW_FORMATS or accept is None:
+            continue
+        try:
+            matched = bool(accept(prefix))
+        except Exception:  # a plugin's magic check choking on a short prefix: not that format
+            matched = False
+        if matched:
+            return (
+                f"{name}: unsupported format {fmt} (graft reads {SUPPORTED_FORMATS}); "
+                "convert it to PNG or JPEG"
+            )
+    return f"{name}: not a readable image (supported: {SUPPORTED_FORMATS}); convert or remove it"
 
 
 class NotAnImageError(DataError):
@@ -105,8 +227,16 @@ class ImageTooLargeError(DataError):
     """The image has more pixels than the decompression-bomb limit."""
 
 
+class NotARegularFileError(DataError):
+    """A FIFO, device or socket where an image file was expected."""
+
+
+class ChangedFileError(DataError):
+    """The file's bytes are not the ones graft scanned (changed with size and time kept)."""
+
+
 def _decode(
-    source: Path | io.BytesIO, name: str, *, max_pixels: int | None, draft_size: int | None
+    source: io.BytesIO, name: str, *, max_pixels: int | None, draft_size: int | None
 ) -> Image.Image:
     limit = configured_max_pixels() if max_pixels is None else max_pixels
     if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
@@ -114,7 +244,7 @@ def _decode(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(source) as image:
+            with open_image(source, name) as image:
                 width, height = image.size
                 if width * height > limit:
                     raise ImageTooLargeError(
@@ -129,9 +259,7 @@ def _decode(
     except DataError:
         raise
     except UnidentifiedImageError as err:
-        raise NotAnImageError(
-            f"{name}: not a readable image (supported: {SUPPORTED_FORMATS}); convert or remove it"
-        ) from err
+        raise NotAnImageError(_not_an_image(source, name)) from err
     except Image.DecompressionBombError as err:
         raise ImageTooLargeError(
             f"{name}: exceeds the pixel limit ({err}); if the image is genuine, raise the limit "

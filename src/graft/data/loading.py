@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,11 +104,17 @@ def iter_batches(
     draft_size: int | None = None,
     num_threads: int | None = None,
     prefetch: int = 2,
+    expected_hashes: Mapping[Path, str] | None = None,
 ) -> Iterator[Batch]:
-    """Yield :class:`Batch` objects of up to ``batch_size`` decoded images, in file order."""
+    """Yield :class:`Batch` objects of up to ``batch_size`` decoded images, in file order.
+
+    With ``expected_hashes``, a file whose bytes no longer have the scanned hash fails (see
+    :func:`graft.data.images.load_image`).
+    """
+    known = expected_hashes or {}
 
     def decode(path: Path) -> torch.Tensor:
-        return transform(load_image(path, draft_size=draft_size))
+        return transform(load_image(path, draft_size=draft_size, expected_hash=known.get(path)))
 
     for chunk, results in iter_decoded(
         files, decode, batch_size=batch_size, num_threads=num_threads, prefetch=prefetch

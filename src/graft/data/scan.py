@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import io
+import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graft.config import max_pixels
-from graft.data.images import SUPPORTED_FORMATS
+from graft.data.images import (
+    SUPPORTED_FORMATS,
+    NotAnImageError,
+    open_image,
+    open_regular_file,
+)
+from graft.errors import DataError
 from graft.sqlite import Transaction, connect, select_in
+
+_CHUNK = 1 << 20  # hashing reads a megabyte at a time, never a whole large file at once
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -119,6 +127,11 @@ class FileIndex:
                 results.append(info)
         return results
 
+    def forget(self, paths: Sequence[Path]) -> None:
+        """Drop what was remembered of ``paths``, so the next scan reads them again."""
+        with Transaction(self._db):
+            self._db.executemany("DELETE FROM files WHERE path = ?", [(str(p),) for p in paths])
+
     def _lookup(self, stats: dict[str, tuple[int, int]]) -> dict[str, FileInfo]:
         known: dict[str, FileInfo] = {}
         query = (
@@ -134,26 +147,40 @@ class FileIndex:
 
 
 def _read(path: str) -> FileInfo:
-    from PIL import Image, UnidentifiedImageError
+    """Hash a regular file in chunks (at most its size at opening) and parse its header."""
+    from PIL import Image
 
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as err:
-        return FileInfo(None, 0, 0, f"{path}: cannot be read ({err.strerror})")
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-    except Image.DecompressionBombError as err:
-        return FileInfo(digest, 0, 0, f"{path}: {err} (decompression-bomb guard)")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return FileInfo(
-            digest, 0, 0, f"{path}: not a readable image (supported: {SUPPORTED_FORMATS})"
-        )
-    return FileInfo(digest, width, height, None)
+        fd, size = open_regular_file(Path(path))
+    except DataError as err:
+        return FileInfo(None, 0, 0, str(err))
+    digest = hashlib.blake2b(digest_size=16)
+    with os.fdopen(fd, "rb") as handle:
+        left = size
+        while left > 0:
+            chunk = handle.read(min(_CHUNK, left))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+        handle.seek(0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with open_image(handle, path) as image:  # the header only
+                    width, height = image.size
+        except Image.DecompressionBombError as err:
+            return FileInfo(digest.hexdigest(), 0, 0, f"{path}: {err} (decompression-bomb guard)")
+        except NotAnImageError as err:
+            return FileInfo(digest.hexdigest(), 0, 0, str(err))
+        except (OSError, ValueError, SyntaxError):
+            return FileInfo(
+                digest.hexdigest(),
+                0,
+                0,
+                f"{path}: not a readable image (supported: {SUPPORTED_FORMATS})",
+            )
+    return FileInfo(digest.hexdigest(), width, height, None)
 
 
 def default_index_path() -> Path:

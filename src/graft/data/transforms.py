@@ -39,38 +39,51 @@ ImageTransform: TypeAlias = "Callable[[Image.Image], torch.Tensor]"
 
 
 def eval_transform(preprocessing: Preprocessing) -> ImageTransform:
-    """Return the deterministic resize + centre-crop transform for ``preprocessing``."""
-    import torch
-    from PIL import Image
+    """Return the deterministic resize + centre-crop transform for ``preprocessing``.
 
-    filters = {
-        "bilinear": Image.Resampling.BILINEAR,
-        "bicubic": Image.Resampling.BICUBIC,
-        "nearest": Image.Resampling.NEAREST,
-    }
-    if preprocessing.interpolation not in filters:
-        raise ConfigError(
-            f"interpolation {preprocessing.interpolation!r} is not one of: {', '.join(filters)}"
-        )
-    resample = filters[preprocessing.interpolation]
-    size = preprocessing.input_size
-    short = resize_target(preprocessing)
-    exact = _timm_transform(preprocessing)
+    The transform is a picklable object, so decoding worker processes can receive it.
+    """
+    return EvalTransform(preprocessing)
 
-    def transform(image: Image.Image) -> torch.Tensor:
+
+_FILTERS = ("bilinear", "bicubic", "nearest")
+
+
+class EvalTransform:
+    """Resize + centre-crop to ``uint8`` pixels (see the module docstring); picklable.
+
+    Raises:
+        ConfigError: An interpolation graft does not know.
+    """
+
+    def __init__(self, preprocessing: Preprocessing) -> None:
+        if preprocessing.interpolation not in _FILTERS:
+            raise ConfigError(
+                f"interpolation {preprocessing.interpolation!r} is not one of: "
+                f"{', '.join(_FILTERS)}"
+            )
+        self.preprocessing = preprocessing
+        self.size = preprocessing.input_size
+        self.short = resize_target(preprocessing)
+        self.exact = _timm_transform(preprocessing)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        import torch
+        from PIL import Image
+
         width, height = image.size
-        if min(width, height) < short * 1.25:  # enlarging or barely shrinking: timm's path
-            result: torch.Tensor = exact(image)
+        if min(width, height) < self.short * 1.25:  # enlarging or barely shrinking: timm's path
+            result: torch.Tensor = self.exact(image)
             return result
-        new_w, new_h = _resized_size(width, height, short)
+        size = self.size
+        new_w, new_h = _resized_size(width, height, self.short)
         left = round((new_w - size) / 2.0)
         top = round((new_h - size) / 2.0)
         scale_x, scale_y = width / new_w, height / new_h
         box = (left * scale_x, top * scale_y, (left + size) * scale_x, (top + size) * scale_y)
+        resample = Image.Resampling[self.preprocessing.interpolation.upper()]
         crop = image.resize((size, size), resample, box=box)
         return torch.from_numpy(np.asarray(crop).transpose(2, 0, 1).copy())
-
-    return transform
 
 
 def _resized_size(width: int, height: int, short: int) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from graft.evaluation.report import (
     table,
     write_html,
 )
+from graft.fileio import write_bytes_atomic
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -100,10 +101,10 @@ def write_compare_report(comparison: Comparison) -> Path:
     curves = _learning_curves(rows)
     plots = comparison.out / "plots"
     plots.mkdir(exist_ok=True)
-    (plots / "roc_overlay.png").write_bytes(roc)
+    write_bytes_atomic(plots / "roc_overlay.png", roc)
     sections.append(Section("ROC curves of every run", image_tag(roc, "ROC curves")))
     if curves is not None:
-        (plots / "learning_curves.png").write_bytes(curves)
+        write_bytes_atomic(plots / "learning_curves.png", curves)
         sections.append(Section("Learning curves", image_tag(curves, "learning curves")))
     if comparison.notes:
         sections.append(

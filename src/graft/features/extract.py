@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -328,8 +328,12 @@ def stream_features(
     engine: str | Engine = "auto",
     batch_size: int = ENGINE_BATCH,
     device: str | None = None,
+    expected_hashes: Mapping[Path, str] | None = None,
 ) -> Iterator[tuple[list[Path], np.ndarray, list[tuple[Path, str]]]]:
     """Yield ``(paths, features, failures)`` batch by batch, with no cache (memory stays flat).
+
+    ``expected_hashes`` (the scanned content hash per file) makes a file that changed since
+    its scan fail instead of giving features for bytes nobody hashed.
 
     Decoding runs on worker threads, overlapped with the engine (see
     :mod:`graft.data.loading`).
@@ -361,6 +365,7 @@ def stream_features(
             batch_size=batch_size,
             draft_size=resize_target(spec.preprocessing),
             prefetch=BUILD_PREFETCH if pending is not None else 2,
+            expected_hashes=expected_hashes,
         )
         runner: Engine | None = engine if not isinstance(engine, str) else None
         for batch in batches:
@@ -393,7 +398,9 @@ def _compute(
     failures: list[tuple[Path, str]] = []
     done = 0
     registered = False
-    stream = stream_features(files, spec, engine=engine, batch_size=batch_size, device=device)
+    stream = stream_features(
+        files, spec, engine=engine, batch_size=batch_size, device=device, expected_hashes=by_path
+    )
     for paths, vectors, bad in stream:
         failures.extend(bad)
         if paths:
@@ -406,6 +413,14 @@ def _compute(
         done += len(paths) + len(bad)
         if progress is not None:
             progress(done, len(files))
+    if failures:  # rescan them next time: one may have changed under its remembered hash
+        from graft.data.scan import FileIndex, default_index_path
+
+        index = FileIndex(default_index_path())
+        try:
+            index.forget([path for path, _ in failures])
+        finally:
+            index.close()
     return (resolve_engine(engine, device, spec.precision) if registered else ""), failures
 
 

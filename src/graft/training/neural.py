@@ -38,8 +38,18 @@ from graft.data.prepare import DataOptions, prepare
 from graft.data.splits import write_manifest
 from graft.data.validate import DataReport
 from graft.errors import ConfigError, DataError
+from graft.faults import fault_point
 from graft.fileio import atomic_path, write_json_atomic
-from graft.runs import MANIFEST, METRICS, SKIPPED, read_config, write_config, write_skipped
+from graft.runs import (
+    MANIFEST,
+    METRICS,
+    SKIPPED,
+    check_replaceable,
+    read_config,
+    remove_run,
+    write_config,
+    write_skipped,
+)
 from graft.training.augment import AugmentConfig, batch_mixer, preset, train_transform
 from graft.training.distributed import Distributed
 from graft.training.loop import (
@@ -306,10 +316,7 @@ def train_neural(
             if out is not None
             else default_run_dir(report.images.source, options.strategy)
         )
-        if run_dir.exists() and not overwrite:
-            raise ConfigError(
-                f"{run_dir} already exists; pass --overwrite, choose another --out, or --resume it"
-            )
+        check_replaceable(run_dir, overwrite=overwrite, resume_hint=True)
         config = {}
     trainer = _Trainer(
         run_dir,
@@ -442,11 +449,12 @@ class _Trainer:
         return 1.0 / counts[targets]
 
     def start(self, *, overwrite: bool) -> None:
-        """Create the run directory with its configuration and split manifest."""
-        import shutil
+        """Create the run directory with its configuration and split manifest.
 
-        if overwrite and self.run_dir.exists():
-            shutil.rmtree(self.run_dir)
+        With ``overwrite``, an existing folder is removed only if it is a graft run.
+        """
+        if overwrite and (self.run_dir.exists() or self.run_dir.is_symlink()):
+            remove_run(self.run_dir)
         self.run_dir.mkdir(parents=True)
         write_manifest(self.run_dir / MANIFEST, self.report.images.samples, self.report.hashes)
         if self.report.problems:
@@ -652,10 +660,12 @@ class _Trainer:
         record["eval_seconds"] = time.perf_counter() - clock - seconds
         self.history.append(record)
         self.epoch = epoch + 1
-        improved = self._improved(record)
-        self._save(CHECKPOINT_LAST)
-        if improved:
+        # The best weights first: a kill between the two writes then leaves the previous last
+        # checkpoint, and the resumed run repeats this epoch (never a "best" it does not hold).
+        if self._improved(record):
             self._save(CHECKPOINT_BEST)
+            fault_point("neural.between-checkpoints")
+        self._save(CHECKPOINT_LAST)
         if self.context.is_main:
             write_json_atomic(self.run_dir / HISTORY, self.history)
         state["record"] = record
@@ -839,10 +849,15 @@ class _Trainer:
     # -- the end -----------------------------------------------------------------------------
 
     def finish(self, *, parameters_identical: bool = True) -> dict[str, dict[str, Any]]:
-        """Save the best weights as the model, evaluate the splits, mark the run complete."""
+        """Save the best weights as the model, evaluate the splits, mark the run complete.
+
+        Every file exists before ``config.json`` says ``complete``; a kill at any point leaves a
+        run that says ``running`` and that ``--resume`` finishes with the same result.
+        """
         from safetensors.torch import save_file
 
-        from graft.predictor import load
+        from graft.evaluation.metrics import classification_metrics
+        from graft.predictor import NeuralPredictor
         from graft.runs import predictions_file, write_predictions
 
         best = self.run_dir / CHECKPOINT_BEST
@@ -853,6 +868,7 @@ class _Trainer:
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
         with atomic_path(self.run_dir / MODEL) as tmp:
             save_file(tensors, str(tmp))
+        fault_point("neural.after-model")
         config = self._config("complete")
         config["best_epoch"] = self.best.get("epoch")
         if config["distributed"] is not None:
@@ -866,11 +882,9 @@ class _Trainer:
             )
             for phase in self.phases
         }
-        write_config(self.run_dir, config)
-        predictor = load(self.run_dir)
+        engine = str(self.options.engine)
+        predictor = NeuralPredictor(self.run_dir, config, engine)
         metrics: dict[str, dict[str, Any]] = {}
-        from graft.evaluation.metrics import classification_metrics
-
         for split in ("val", "test"):
             samples = self.samples[split]
             if not samples:
@@ -886,8 +900,9 @@ class _Trainer:
                 self.classes,
             )
         write_json_atomic(self.run_dir / METRICS, metrics)
-        for name in (CHECKPOINT_BEST,):
-            (self.run_dir / name).unlink(missing_ok=True)
+        fault_point("neural.before-complete")
+        write_config(self.run_dir, config)  # last: "complete" only once every file exists
+        best.unlink(missing_ok=True)
         return metrics
 
 

@@ -25,10 +25,12 @@ Example:
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from graft.data.images import load_image
-from graft.errors import DataError
+from graft.errors import ConfigError, DataError
 
 PATHS = ("cached-features", "frozen-engine", "cached-boundary", "frozen-lower", "full")
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
@@ -105,10 +107,35 @@ def _worker_init(worker_id: int) -> None:
     np.random.seed(value)
 
 
+def worker_context() -> BaseContext | None:
+    """The start method of decoding worker processes: never ``fork``.
+
+    graft's process runs OpenVINO, oneTBB and OpenMP thread pools; forking a process that has
+    threads copies their locks in whatever state they are in, which is undefined behaviour
+    (it corrupted a notebook's interpreter). On POSIX, workers come from a ``forkserver``, a
+    clean single-threaded process started once, that has already imported this module (and so
+    PyTorch), so a worker starts in milliseconds; elsewhere ``spawn``.
+    """
+    if os.name != "posix":
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
 def pixel_batches(
-    dataset: ImageDataset, order: list[int], *, batch_size: int, workers: int, seed: int, epoch: int
+    dataset: Dataset[Any],
+    order: list[int],
+    *,
+    batch_size: int,
+    workers: int,
+    seed: int,
+    epoch: int,
 ) -> Batches:
-    """Decode and transform images in ``order``, ``batch_size`` at a time, on worker processes."""
+    """Decode and transform images in ``order``, ``batch_size`` at a time, on worker processes.
+
+    Workers start through :func:`worker_context` (never by forking this process).
+    """
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -117,11 +144,20 @@ def pixel_batches(
         collate_fn=_collate,
         worker_init_fn=_worker_init if workers else None,
         generator=torch.Generator().manual_seed(seed * 7919 + epoch),
-        multiprocessing_context="fork" if workers and os.name == "posix" else None,
+        multiprocessing_context=worker_context() if workers else None,
     )
-    for pixels, targets in loader:
-        if len(targets):
-            yield pixels, targets
+    try:
+        for pixels, targets in loader:
+            if len(targets):
+                yield pixels, targets
+    except RuntimeError as err:
+        if "exited unexpectedly" not in str(err):
+            raise
+        raise ConfigError(
+            f"a decoding worker process died ({err}); if you call graft from a script, put its "
+            "top-level code under `if __name__ == '__main__':` (workers start fresh and import "
+            "it), or pass workers=0 (--workers 0)"
+        ) from err
 
 
 def mixed(batches: Batches, mixer: Any) -> Batches:

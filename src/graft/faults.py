@@ -1,0 +1,35 @@
+"""Named points where the test suite injects a crash, to prove nothing is lost at any of them.
+
+Code that writes several files calls :func:`fault_point` between the writes. Normally it does
+nothing. With ``GRAFT_FAULT=NAME`` set, reaching point ``NAME`` raises :class:`InjectedCrash`
+(a ``BaseException``, so no ``except Exception`` handler can swallow it, like a kill);
+``GRAFT_FAULT=NAME:exit`` ends the process at once with ``os._exit`` (no cleanup runs at all,
+exactly like ``kill -9``).
+
+Example:
+    >>> fault_point("anywhere")  # no GRAFT_FAULT: nothing happens
+"""
+
+from __future__ import annotations
+
+import os
+
+#: The exit code of a process ended at a fault point with ``NAME:exit``.
+FAULT_EXIT_CODE = 86
+
+
+class InjectedCrash(BaseException):
+    """Raised at the fault point named by ``GRAFT_FAULT`` (tests only)."""
+
+
+def fault_point(name: str) -> None:
+    """Crash here if ``GRAFT_FAULT`` names this point (see the module docstring)."""
+    wanted = os.environ.get("GRAFT_FAULT")
+    if not wanted:
+        return
+    point, _, mode = wanted.partition(":")
+    if point != name:
+        return
+    if mode == "exit":
+        os._exit(FAULT_EXIT_CODE)
+    raise InjectedCrash(name)
