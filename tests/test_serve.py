@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import shutil
 import socket
-import tempfile
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from graft.serve import MicroBatcher, QueueFullError, ServeOptions, create_app
 from graft.training import LinearOptions, train_linear
@@ -74,16 +78,51 @@ def test_predict_one_and_many(client: TestClient) -> None:
     )
 
 
-def test_uploads_are_never_written_to_disk(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("an upload touched the disk")
+def _big_png(megabytes: float) -> bytes:
+    """A PNG of random pixels (incompressible), about ``megabytes`` long."""
+    side = int((megabytes * 1024 * 1024 / 3) ** 0.5)
+    pixels = np.random.default_rng(0).integers(0, 255, (side, side, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=0)
+    return buffer.getvalue()
 
-    for name in ("SpooledTemporaryFile", "NamedTemporaryFile", "TemporaryFile", "mkstemp"):
-        monkeypatch.setattr(tempfile, name, refuse)
-    response = client.post("/predict", files={"file": ("red.png", _png() * 1, "image/png")})
-    assert response.status_code == 200
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+
+def _opened_for_writing(events: list[tuple[object, ...]]) -> list[object]:
+    written = []
+    for path, mode, flags in events:
+        writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            isinstance(flags, int) and flags & _WRITE_FLAGS
+        )
+        if writes:
+            written.append(path)
+    return written
+
+
+def test_uploads_are_never_written_to_disk(client: TestClient) -> None:
+    """Every file opened for writing while a 3 MB upload is handled is recorded by an audit
+    hook (Starlette's own form parser would spill anything over 1 MB to a temporary file)."""
+    events: list[tuple[object, ...]] = []
+    recording = threading.Event()
+
+    def hook(event: str, args: tuple[object, ...]) -> None:
+        if event == "open" and recording.is_set():
+            events.append(args)
+
+    sys.addaudithook(hook)  # process-wide and permanent: it records only while the flag is set
+    upload = _big_png(3)
+    assert len(upload) > 2 * 1024 * 1024
+    recording.set()
+    try:
+        response = client.post("/predict", files={"file": ("big.png", upload, "image/png")})
+        Path(__file__).read_bytes()  # an open the hook must see: it is recording
+    finally:
+        recording.clear()
+    assert response.status_code == 200, response.text
+    assert any(str(args[0]) == __file__ for args in events), "the hook is not recording"
+    assert _opened_for_writing(events) == []
 
 
 def test_too_large_uploads_get_413(run: Path) -> None:
@@ -127,19 +166,150 @@ def test_api_key(run: Path) -> None:
             locked.post("/predict", files=files, headers={"X-API-Key": "s3cret"}).status_code == 200
         )
         assert locked.get("/health").status_code == 200
-        assert locked.get("/info").json()["api_key_required"] is True
+        assert locked.get("/info").status_code == 401  # the run's labels and metrics are private
+        info = locked.get("/info", headers={"X-API-Key": "s3cret"})
+        assert info.json()["api_key_required"] is True
+        # Any header value at all, non-ASCII bytes included, is a plain 401, never a 500.
+        for value in ("s3crét".encode(), b"\xff\xfe", b"s3cret "):
+            odd = locked.post("/predict", files=files, headers=[(b"x-api-key", value)])
+            assert odd.status_code == 401, value
+    with TestClient(create_app(run, ServeOptions(backend="torch", api_key="clé"))) as accented:
+        good = accented.post("/predict", files=files, headers=[(b"x-api-key", "clé".encode())])
+        assert good.status_code == 200
 
 
-def test_full_queue_gets_503_and_slow_model_504(run: Path) -> None:
+def test_more_images_than_the_queue_holds_get_413_and_slow_model_504(run: Path) -> None:
     with TestClient(create_app(run, ServeOptions(backend="torch", max_queue=1))) as tiny:
         files = [("files", (f"{i}.png", _png(), "image/png")) for i in range(2)]
-        busy = tiny.post("/predict", files=files)
-        assert busy.status_code == 503 and "busy" in busy.json()["detail"]
+        never = tiny.post("/predict", files=files)
+        assert never.status_code == 413 and "send fewer images" in never.json()["detail"]
     app = create_app(run, ServeOptions(backend="torch", timeout_s=0.05))
     with TestClient(app) as slow:
         app.state.batcher.run = lambda images: time.sleep(1.0) or np.zeros((len(images), 2))
         late = slow.post("/predict", files={"file": ("red.png", _png(), "image/png")})
         assert late.status_code == 504
+        # The timed-out images stop counting once the worker takes them off the queue.
+        for _ in range(100):
+            if app.state.batcher.waiting == 0:
+                break
+            time.sleep(0.05)
+        assert app.state.batcher.waiting == 0
+
+
+def test_concurrent_load_reaches_503_then_recovers(run: Path) -> None:
+    """A real server on loopback, a model held busy: the queue fills, the rest get 503."""
+    app = create_app(run, ServeOptions(backend="torch", max_queue=2, timeout_s=20))
+    gate = threading.Event()
+    real = app.state.batcher.run
+    app.state.batcher.run = lambda images: gate.wait(20) and real(images)
+    with _served(app) as url:
+        statuses: list[int] = []
+
+        def send() -> None:
+            files = {"file": ("red.png", _png(), "image/png")}
+            statuses.append(httpx.post(url + "/predict", files=files, timeout=30).status_code)
+
+        senders = [threading.Thread(target=send) for _ in range(6)]
+        for sender in senders:
+            sender.start()
+            time.sleep(0.2)  # one in the model, two queued, then the queue is full
+        assert httpx.get(url + "/health", timeout=5).status_code == 200  # still answering
+        gate.set()
+        for sender in senders:
+            sender.join(timeout=30)
+        assert sorted(statuses).count(200) == 3 and sorted(statuses).count(503) == 3, statuses
+        files = {"file": ("red.png", _png(), "image/png")}
+        assert httpx.post(url + "/predict", files=files, timeout=30).status_code == 200
+
+
+def test_chunked_uploads_over_the_limit_get_413(run: Path) -> None:
+    """No Content-Length (chunked transfer): the limit is enforced while reading."""
+    app = create_app(run, ServeOptions(backend="torch", max_upload_bytes=100_000))
+    boundary = "graftboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="f"; filename="a.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    sent = []
+
+    def body() -> Iterator[bytes]:
+        yield head
+        for _ in range(100):  # 6.4 MB if read to the end
+            sent.append(1)
+            yield b"\0" * 65536
+
+    with _served(app) as url:
+        try:
+            response = httpx.post(
+                url + "/predict",
+                content=body(),
+                headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+                timeout=30,
+            )
+        except httpx.HTTPError:  # the server answered and closed before the body ended
+            pass
+        else:
+            assert response.status_code == 413 and "upload limit" in response.json()["detail"]
+        assert httpx.get(url + "/health", timeout=5).status_code == 200
+
+
+def test_many_empty_parts_are_refused_early_and_health_stays_up(run: Path) -> None:
+    """20,000 empty parts (2.9 MB): refused after the first few dozen parts."""
+    app = create_app(run, ServeOptions(backend="torch"))
+    boundary = "b"
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="x"\r\n\r\n\r\n'
+    body = (part * 20_000 + f"--{boundary}--\r\n").encode()
+    assert len(body) > 1_000_000
+    with _served(app) as url:
+        response = httpx.post(
+            url + "/predict",
+            content=body,
+            headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+            timeout=30,
+        )
+        assert response.status_code == 413 and "parts in one request" in response.json()["detail"]
+        assert httpx.get(url + "/health", timeout=5).status_code == 200
+
+
+def test_a_slow_sender_gets_408_and_others_are_served(run: Path) -> None:
+    app = create_app(run, ServeOptions(backend="torch", body_timeout_s=0.5))
+    with _served(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as slow:
+            slow.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+            )
+            files = {"file": ("red.png", _png(), "image/png")}
+            assert httpx.post(url + "/predict", files=files, timeout=30).status_code == 200
+            answer = slow.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+
+
+def test_eps_and_other_formats_are_never_parsed(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An EPS named x.png is refused by its magic bytes; Pillow's EPS plugin never runs."""
+    from PIL import EpsImagePlugin
+
+    def parsed(*args: object) -> None:
+        raise AssertionError("the EPS plugin parsed an upload")
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", parsed)
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 20), (255, 0, 0)).save(buffer, format="EPS")
+    response = client.post("/predict", files={"file": ("x.png", buffer.getvalue(), "image/png")})
+    assert response.status_code == 415
+    assert "x.png: unsupported format EPS" in response.json()["detail"]
+
+
+def test_a_request_over_the_pixel_budget_is_refused_before_decoding(run: Path) -> None:
+    app = create_app(run, ServeOptions(backend="torch", max_request_pixels=1_000_000))
+    flat = io.BytesIO()
+    Image.new("RGB", (1200, 1000), (9, 9, 9)).save(flat, format="PNG")
+    with TestClient(app) as small:
+        one = small.post("/predict", files={"file": ("flat.png", flat.getvalue(), "image/png")})
+        assert one.status_code == 413 and "1,200,000 pixels" in one.json()["detail"]
 
 
 def test_concurrent_requests_share_batches() -> None:
@@ -162,6 +332,27 @@ def test_concurrent_requests_share_batches() -> None:
     results = asyncio.run(main())
     assert len(results) == 16 and all(r.shape == (1, 2) for r in results)
     assert sum(calls) == 16 and len(calls) < 16  # requests were batched together
+
+
+@contextmanager
+def _served(app: object) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free loopback port in a thread; yield its URL."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning")  # type: ignore[arg-type]
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def _free_port() -> int:

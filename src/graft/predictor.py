@@ -71,6 +71,7 @@ class Predictor:
         self.run_dir = run_dir
         self.config = config
         self.engine_name = engine
+        self._transforms: list[Any] | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -88,7 +89,8 @@ class Predictor:
 
     # -- shared by every kind of predictor -----------------------------------------------------
 
-    def _draft_size(self) -> int:
+    def draft_size(self) -> int:
+        """The shorter side a JPEG may be decoded down to for this run's inputs."""
         from graft.data.transforms import resize_target
 
         return max(resize_target(p) for p in self.preprocessings)
@@ -96,17 +98,24 @@ class Predictor:
     def _tensors(self, image: Image.Image) -> list[torch.Tensor]:
         from graft.data.transforms import eval_transform
 
-        return [eval_transform(p)(image) for p in self.preprocessings]
+        if self._transforms is None:
+            self._transforms = [eval_transform(p) for p in self.preprocessings]
+        return [transform(image) for transform in self._transforms]
+
+    def prepare(self, image: Image.Image) -> list[torch.Tensor]:
+        """The model's input pixels for one decoded RGB image: one tensor per preprocessing.
+
+        Small and fixed in size whatever the image's size (the service queues these).
+        """
+        return self._tensors(image)
+
+    def probabilities_of_prepared(self, prepared: Sequence[list[torch.Tensor]]) -> np.ndarray:
+        """``N x classes`` probabilities for images already through :meth:`prepare`."""
+        return self._rows(list(prepared))
 
     def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
         """``N x classes`` probabilities for decoded RGB images."""
-        import torch
-
-        prepared = [self._tensors(image) for image in images]
-        inputs = [
-            torch.stack([p[i] for p in prepared]).numpy() for i in range(len(self.preprocessings))
-        ]
-        return self.probabilities_from_pixels(inputs)
+        return self._rows([self._tensors(image) for image in images])
 
     def iter_predict(
         self, paths: Sequence[Path | str], *, batch_size: int = 32
@@ -119,7 +128,7 @@ class Predictor:
         from graft.data.images import load_image
         from graft.data.loading import iter_decoded
 
-        draft = self._draft_size()
+        draft = self.draft_size()
 
         def prepare(path: Path) -> list[torch.Tensor]:
             return self._tensors(load_image(path, draft_size=draft))
@@ -176,7 +185,7 @@ class Predictor:
             >>> [p.label for p in predictor.predict(images)]  # doctest: +SKIP
             ['cats', 'dogs']
         """
-        draft = self._draft_size()
+        draft = self.draft_size()
         results: list[Prediction] = []
         for start in range(0, len(images), batch_size):
             decoded: list[Image.Image] = []

@@ -59,8 +59,6 @@ def _guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
     return _real_getaddrinfo(host, *args, **kwargs)
 
 
-
-
 def install() -> None:
     """Replace ``socket.connect``, ``connect_ex`` and ``getaddrinfo`` with guarded versions."""
     global INSTALLED

@@ -21,6 +21,9 @@ def serve(
     max_queue: int = typer.Option(256, "--max-queue", help="Most images waiting (then 503)."),
     max_batch: int = typer.Option(32, "--max-batch", help="Most images per forward pass."),
     timeout: float = typer.Option(30.0, help="Longest wait for predictions, seconds (then 504)."),
+    max_connections: int = typer.Option(
+        64, "--max-connections", help="Most concurrent connections (then 503)."
+    ),
 ) -> None:
     """Serve POST /predict, GET /health, GET /info and a page at / (uploads stay in memory)."""
     import uvicorn
@@ -34,7 +37,15 @@ def serve(
         max_queue=max_queue,
         max_batch=max_batch,
         timeout_s=timeout,
+        max_connections=max_connections,
     )
     app = create_app(run_dir, options)
     typer.echo(f"serving {run_dir} on http://{host}:{port}/ (Ctrl-C to stop)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        limit_concurrency=options.max_connections,
+        timeout_keep_alive=5,
+    )

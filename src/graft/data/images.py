@@ -154,7 +154,11 @@ def _kind(mode: int) -> str:
 
 
 def decode_image_bytes(
-    data: bytes, name: str, *, max_pixels: int | None = None, draft_size: int | None = None
+    data: bytes | bytearray,
+    name: str,
+    *,
+    max_pixels: int | None = None,
+    draft_size: int | None = None,
 ) -> Image.Image:
     """Decode an image held in memory (an upload) to 8-bit RGB, like :func:`load_image`.
 

@@ -9,12 +9,24 @@ Routes:
 * ``GET /``: a page to choose or drag-and-drop images and see each with its label and confidence
   bars.
 
-Abuse and bad input: a request body over the upload limit is refused with 413 (checked against
-``Content-Length`` and while reading, so it is never held whole); a file that is not an image gets
-415, a corrupt or over-the-pixel-limit one 422, each naming the file; a full queue gives 503 and
-a request that waits longer than the timeout 504. Uploads are read into memory and never written
-to disk. With an API key (``--api-key`` or ``GRAFT_API_KEY``), ``/predict`` requires it in the
-``X-API-Key`` header (401 otherwise). The server binds 127.0.0.1 unless told otherwise.
+Abuse and bad input, each answered without holding memory or the event loop:
+
+* the body streams through a multipart parser in a worker thread (:mod:`graft.serve.uploads`):
+  over the upload limit (``Content-Length`` or while reading) 413, more files or parts than
+  allowed 413, a body not received within ``body_timeout_s`` 408; uploads stay in memory;
+* each image's header is read first: a format outside JPEG/PNG/BMP/GIF/WebP/TIFF is 415 (EPS,
+  PSD, ... are never parsed), a corrupt header 422, a request whose images add up to more than
+  ``max_request_pixels`` 413; then room in the queue is taken *before* decoding (full: 503;
+  more images than the queue can ever hold: 413);
+* images decode in two lanes (:mod:`graft.serve.decoding`), large ones one at a time, each
+  straight to the model's input size; over the per-image pixel limit 422;
+* a request that waits longer than ``timeout_s`` gets 504, and its images stop counting once
+  the worker drops them.
+
+With an API key (``--api-key`` or ``GRAFT_API_KEY``), ``/predict`` and ``/info`` require it in
+the ``X-API-Key`` header, compared as bytes in constant time (anything else, including a
+non-ASCII header, is 401). The server binds 127.0.0.1 unless told otherwise, and ``graft serve``
+caps concurrent connections (``max_connections``, uvicorn's ``limit_concurrency``; beyond: 503).
 
 Example:
     >>> from fastapi.testclient import TestClient
@@ -26,8 +38,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import email.parser
-import email.policy
 import hmac
 import json
 import os
@@ -41,13 +51,11 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from graft.data.images import (
-    CorruptImageError,
-    ImageTooLargeError,
-    NotAnImageError,
-    decode_image_bytes,
-)
-from graft.serve.batcher import MicroBatcher, QueueFullError
+from graft.data.images import NotAnImageError
+from graft.errors import DataError
+from graft.serve.batcher import Admission, MicroBatcher, QueueFullError, TooManyImagesError
+from graft.serve.decoding import DecodeLanes, header_pixels
+from graft.serve.uploads import UploadError, read_uploads
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,10 @@ class ServeOptions:
         max_batch: Most images per forward pass.
         timeout_s: Longest a request may wait for its predictions.
         top_k: Default number of labels per image.
+        body_timeout_s: Longest a client may take to send its request body.
+        max_request_pixels: Most pixels (as the headers declare them) in one request.
+        large_pixels: Images over this many pixels decode one at a time.
+        max_connections: Most concurrent connections (``graft serve``; beyond them 503).
     """
 
     backend: str = "auto"
@@ -73,6 +85,10 @@ class ServeOptions:
     max_batch: int = 32
     timeout_s: float = 30.0
     top_k: int = 3
+    body_timeout_s: float = 30.0
+    max_request_pixels: int = 100_000_000
+    large_pixels: int = 16_000_000
+    max_connections: int = 64
 
 
 def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> FastAPI:
@@ -84,11 +100,17 @@ def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> Fast
     from graft.predictor import load
 
     settings = options or ServeOptions()
-    api_key = settings.api_key or os.environ.get("GRAFT_API_KEY") or None
+    key = settings.api_key or os.environ.get("GRAFT_API_KEY") or None
+    api_key = key.encode("utf-8") if key is not None else None
     predictor = load(run_dir, backend=settings.backend)
     predictor.probabilities([_blank(predictor)])  # build the engine before the first request
     batcher = MicroBatcher(
-        predictor.probabilities, max_batch=settings.max_batch, max_queue=settings.max_queue
+        predictor.probabilities_of_prepared,
+        max_batch=settings.max_batch,
+        max_queue=settings.max_queue,
+    )
+    lanes = DecodeLanes(
+        predictor.prepare, draft_size=predictor.draft_size(), large_pixels=settings.large_pixels
     )
     info = _info(Path(run_dir), predictor, settings)
 
@@ -97,16 +119,25 @@ def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> Fast
         await batcher.start()
         yield
         await batcher.stop()
+        lanes.close()
 
     app = FastAPI(title="graft", summary="Image classification with a graft run", lifespan=lifespan)
     app.state.batcher = batcher
+
+    def check_key(request: Request) -> None:
+        if api_key is None:
+            return
+        sent = [value for name, value in request.headers.raw if name.lower() == b"x-api-key"]
+        if len(sent) != 1 or not hmac.compare_digest(sent[0], api_key):
+            raise HTTPException(401, "missing or wrong API key: send it in the X-API-Key header")
 
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/info")
-    async def run_info() -> dict[str, Any]:
+    async def run_info(request: Request) -> dict[str, Any]:
+        check_key(request)
         return {**info, "api_key_required": api_key is not None}
 
     page_html = (resources.files("graft.serve") / "page.html").read_text(encoding="utf-8")
@@ -117,39 +148,44 @@ def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> Fast
 
     @app.post("/predict")
     async def predict(request: Request, top_k: int | None = None) -> JSONResponse:
-        if api_key is not None and not hmac.compare_digest(
-            request.headers.get("x-api-key", ""), api_key
-        ):
-            raise HTTPException(401, "missing or wrong API key: send it in the X-API-Key header")
-        files = _parse_multipart(
-            request.headers.get("content-type", ""),
-            await _read_body(request, settings.max_upload_bytes),
-        )
+        check_key(request)
+        try:
+            files = await read_uploads(
+                request.stream(),
+                request.headers.get("content-type", ""),
+                content_length=request.headers.get("content-length"),
+                max_files=settings.max_files,
+                max_bytes=settings.max_upload_bytes,
+                timeout_s=settings.body_timeout_s,
+            )
+        except UploadError as err:
+            raise HTTPException(err.status, err.detail) from err
         if not files:
             raise HTTPException(
                 415,
                 "no image files in the request: send multipart/form-data with one or more files",
             )
-        if len(files) > settings.max_files:
+        pixels = [_checked(lambda f=f: header_pixels(f.data, f.filename)) for f in files]
+        if sum(pixels) > settings.max_request_pixels:
             raise HTTPException(
-                413, f"{len(files)} files in one request; the limit is {settings.max_files}"
+                413,
+                f"the request's images hold {sum(pixels):,} pixels; the limit per request is "
+                f"{settings.max_request_pixels:,}: send fewer or smaller images",
             )
-        images = [await asyncio.to_thread(_decode, name, data) for name, data in files]
         try:
-            rows = await asyncio.wait_for(batcher.submit(images), settings.timeout_s)
+            admission = batcher.admit(len(files))
+        except TooManyImagesError as err:
+            raise HTTPException(413, f"{err}; send fewer images per request") from err
         except QueueFullError as err:
             raise HTTPException(503, f"the service is busy ({err}); retry shortly") from err
-        except TimeoutError as err:
-            raise HTTPException(
-                504, f"no answer within {settings.timeout_s:g} s; retry later"
-            ) from err
+        rows = await _decode_and_run(files, pixels, admission)
         k = max(1, min(top_k or settings.top_k, len(predictor.classes)))
         results = []
-        for (name, _), row in zip(files, rows, strict=True):
+        for upload, row in zip(files, rows, strict=True):
             order = row.argsort()[::-1][:k]
             results.append(
                 {
-                    "filename": name,
+                    "filename": upload.filename,
                     "label": predictor.classes[int(order[0])],
                     "confidence": float(row[order[0]]),
                     "top_k": [
@@ -160,7 +196,46 @@ def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> Fast
             )
         return JSONResponse({"predictions": results})
 
+    async def _decode_and_run(files: list[Any], pixels: list[int], admission: Admission) -> Any:
+        try:
+            images = []
+            for upload, count in zip(files, pixels, strict=True):
+                images.append(
+                    await _checked_async(lanes.decode(upload.data, upload.filename, count))
+                )
+                upload.data = bytearray()  # the bytes are not needed once decoded
+            return await asyncio.wait_for(batcher.submit(images, admission), settings.timeout_s)
+        except QueueFullError as err:
+            raise HTTPException(503, f"the service is busy ({err}); retry shortly") from err
+        except TimeoutError as err:
+            raise HTTPException(
+                504, f"no answer within {settings.timeout_s:g} s; retry later"
+            ) from err
+        finally:
+            if not admission.queued:  # once queued, the worker gives the room back
+                admission.release()
+
     return app
+
+
+def _checked(read: Any) -> Any:
+    """Run a header read, turning image errors into HTTP answers."""
+    try:
+        return read()
+    except DataError as err:
+        raise _http_error(err) from err
+
+
+async def _checked_async(work: Any) -> Any:
+    try:
+        return await work
+    except DataError as err:
+        raise _http_error(err) from err
+
+
+def _http_error(err: DataError) -> HTTPException:
+    """415 for a file that is not an allowed image; 422 for corrupt or too large ones."""
+    return HTTPException(415 if isinstance(err, NotAnImageError) else 422, str(err))
 
 
 def _blank(predictor: Any) -> Any:
@@ -197,48 +272,3 @@ def _info(run_dir: Path, predictor: Any, settings: ServeOptions) -> dict[str, An
             "timeout_s": settings.timeout_s,
         },
     }
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(
-            413, f"request body of {int(declared):,} bytes exceeds the upload limit of {limit:,}"
-        )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"request body exceeds the upload limit of {limit:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _parse_multipart(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
-    """The (filename, bytes) of every file part of a multipart/form-data body, in memory."""
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise HTTPException(
-            415,
-            "expected multipart/form-data with image files, "
-            f"got {content_type or 'no content type'!r}",
-        )
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
-    )
-    files = []
-    for part in message.iter_parts():
-        name = part.get_filename()
-        if name is None:
-            continue
-        payload = part.get_payload(decode=True)
-        files.append((name, payload if isinstance(payload, bytes) else b""))
-    return files
-
-
-def _decode(name: str, data: bytes) -> Any:
-    try:
-        return decode_image_bytes(data, name)
-    except NotAnImageError as err:
-        raise HTTPException(415, str(err)) from err
-    except (CorruptImageError, ImageTooLargeError) as err:
-        raise HTTPException(422, str(err)) from err

@@ -2,8 +2,10 @@
 
 Requests put their decoded images on one queue; a single worker takes what has arrived (up to
 ``max_batch`` images, waiting at most ``max_wait_s`` for more), runs one forward pass in a
-thread, and hands each request its rows. When ``max_queue`` images are already waiting, a new
-request is refused at once (the service answers 503) instead of growing memory without bound.
+thread, and hands each request its rows. A request takes room for its images with
+:meth:`MicroBatcher.admit` before they are decoded, and they count until the worker takes them
+off the queue (a request that gave up is skipped then): when ``max_queue`` images are admitted,
+a new request is refused at once (the service answers 503) instead of growing memory.
 
 Example:
     >>> import asyncio, numpy as np
@@ -27,9 +29,35 @@ from typing import Any
 
 import numpy as np
 
+Job = tuple[list[Any], "asyncio.Future[np.ndarray]", "Admission"]
+
 
 class QueueFullError(Exception):
     """Too many images are already waiting."""
+
+
+class TooManyImagesError(QueueFullError):
+    """More images in one request than the queue can ever hold (retrying cannot help)."""
+
+
+class Admission:
+    """Room for a request's images, taken before they are decoded (see :meth:`MicroBatcher.admit`).
+
+    The room is given back when the worker takes the images off the queue, or by
+    :meth:`release` if the request ends before its images are queued.
+    """
+
+    def __init__(self, batcher: MicroBatcher, count: int) -> None:
+        self.batcher = batcher
+        self.count = count
+        self.held = True
+        self.queued = False
+
+    def release(self) -> None:
+        """Give the room back (once; later calls do nothing)."""
+        if self.held:
+            self.held = False
+            self.batcher.waiting -= self.count
 
 
 class MicroBatcher:
@@ -56,7 +84,7 @@ class MicroBatcher:
         self.max_queue = max_queue
         self.waiting = 0
         self.batches = 0
-        self._queue: asyncio.Queue[tuple[list[Any], asyncio.Future[np.ndarray]]] | None = None
+        self._queue: asyncio.Queue[Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graft-model")
 
@@ -73,29 +101,63 @@ class MicroBatcher:
                 await self._task
         self._executor.shutdown(wait=False)
 
-    async def submit(self, images: list[Any]) -> np.ndarray:
+    def admit(self, count: int) -> Admission:
+        """Take room for ``count`` images before any work is spent on them.
+
+        Images are counted from admission until the worker takes them off the queue, so
+        decoded images waiting anywhere never exceed ``max_queue``.
+
+        Raises:
+            TooManyImagesError: ``count`` is over ``max_queue``.
+            QueueFullError: ``max_queue`` images are already admitted.
+        """
+        if count > self.max_queue:
+            raise TooManyImagesError(
+                f"{count} images in one request; the queue holds at most {self.max_queue}"
+            )
+        if self.waiting + count > self.max_queue:
+            raise QueueFullError(f"{self.waiting} images are waiting (limit {self.max_queue})")
+        self.waiting += count
+        return Admission(self, count)
+
+    async def submit(self, images: list[Any], admission: Admission | None = None) -> np.ndarray:
         """Queue images and wait for their probability rows.
+
+        Args:
+            images: The prepared images.
+            admission: Room taken earlier with :meth:`admit`; taken now when not given.
 
         Raises:
             QueueFullError: ``max_queue`` images are already waiting.
         """
         if self._queue is None:
             raise RuntimeError("MicroBatcher.start() was not called")
-        if self.waiting + len(images) > self.max_queue:
-            raise QueueFullError(f"{self.waiting} images are waiting (limit {self.max_queue})")
+        if admission is None:
+            admission = self.admit(len(images))
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self.waiting += len(images)
-        self._queue.put_nowait((images, future))
+        admission.queued = True
+        self._queue.put_nowait((images, future, admission))
         try:
             return await future
         finally:
-            self.waiting -= len(images)
+            if not future.done():
+                future.cancel()  # a request that gave up: the worker skips its images
+
+    async def _take(self, timeout: float | None = None) -> Job:
+        """The next job off the queue; its images stop counting against ``max_queue``."""
+        assert self._queue is not None
+        job = (
+            await self._queue.get()
+            if timeout is None
+            else await asyncio.wait_for(self._queue.get(), timeout)
+        )
+        job[2].release()
+        return job
 
     async def _work(self) -> None:
-        assert self._queue is not None
         loop = asyncio.get_running_loop()
         while True:
-            jobs = [await self._queue.get()]
+            jobs = [await self._take()]
             count = len(jobs[0][0])
             deadline = loop.time() + self.max_wait_s
             while count < self.max_batch:
@@ -103,12 +165,13 @@ class MicroBatcher:
                 if remaining <= 0:
                     break
                 try:
-                    job = await asyncio.wait_for(self._queue.get(), remaining)
+                    job = await self._take(remaining)
                 except TimeoutError:
                     break
                 jobs.append(job)
                 count += len(job[0])
-            live = [(images, future) for images, future in jobs if not future.done()]
+            live = [(images, future) for images, future, _ in jobs if not future.done()]
+            del jobs
             if not live:
                 continue
             images = [image for job_images, _ in live for image in job_images]
@@ -119,6 +182,8 @@ class MicroBatcher:
                     if not future.done():
                         future.set_exception(err)
                 continue
+            finally:
+                del images
             self.batches += 1
             start = 0
             for job_images, future in live:
