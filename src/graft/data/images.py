@@ -46,6 +46,7 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 SUPPORTED_FORMATS = "JPEG, PNG, BMP, GIF, WebP, TIFF"
 #: The only Pillow formats graft ever opens (an allow-list: EPS, PSD, ... are never parsed).
 PILLOW_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
+_ORIENTATION = 0x0112  # the EXIF orientation tag
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _WHITE = (255, 255, 255)
 
@@ -259,6 +260,8 @@ def _decode(
                 if draft_size is not None and image.format == "JPEG":
                     image.draft("RGB", (draft_size, draft_size))
                 image.load()
+                if image.getexif().get(_ORIENTATION, 1) in (0, 1):
+                    return to_rgb(image)  # exif_transpose would copy the whole image for nothing
                 return to_rgb(ImageOps.exif_transpose(image) or image)
     except DataError:
         raise

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -100,6 +101,9 @@ def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> Fast
     from graft.predictor import load
 
     settings = options or ServeOptions()
+    # A malformed body is answered 400 with the parser's reason; its log line would only let a
+    # hostile client fill the server's log.
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
     key = settings.api_key or os.environ.get("GRAFT_API_KEY") or None
     api_key = key.encode("utf-8") if key is not None else None
     predictor = load(run_dir, backend=settings.backend)

@@ -25,6 +25,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from starlette.requests import ClientDisconnect
+
 
 class UploadError(Exception):
     """A request body that breaks a rule; ``status`` is the HTTP status to answer with."""
@@ -197,4 +199,6 @@ async def read_uploads(
         raise UploadError(
             408, f"the request body did not arrive within {timeout_s:g} s; send it faster"
         ) from err
+    except ClientDisconnect as err:
+        raise UploadError(400, "the client disconnected before sending the whole body") from err
     return parser.finish()
