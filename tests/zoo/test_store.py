@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -87,15 +88,28 @@ def test_labels_must_match_the_head(
 
 
 class _Payload:
+    """Unpickling this runs code: it creates the folder ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
     def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (print, ("executed",))
+        return (os.mkdir, (str(self.marker),))
 
 
-def test_pickle_with_code_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("save", ["pickle", "torch.save"])
+def test_pickle_with_code_is_refused_and_never_runs(tmp_path: Path, save: str) -> None:
+    marker = tmp_path / "the-payload-ran"
     file = tmp_path / "evil.pth"
-    file.write_bytes(pickle.dumps({"fc.weight": _Payload()}))
+    if save == "pickle":
+        file.write_bytes(pickle.dumps({"fc.weight": _Payload(marker)}))
+    else:
+        torch.save({"fc.weight": _Payload(marker)}, file)
     with pytest.raises(WeightsError, match=r"not a plain PyTorch state dict"):
         add_weights(file, architecture="resnet18")
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(_Payload(marker)))  # the payload is live: plain pickle runs it
+    assert marker.is_dir()
 
 
 @pytest.mark.parametrize("content", [b"", b"not weights at all"])

@@ -124,12 +124,20 @@ def _columns(
             f"{len(rows[0])}: {rows[0]!r}"
         )
     looks_like_header = any(cell in PATH_COLUMNS + LABEL_COLUMNS for cell in header)
+    if not looks_like_header:  # a header of other names: no image file in the first row, but
+        # image files in the rows below it
+        later = [row[0].strip() for row in rows[1:21] if row]
+        looks_like_header = not _is_image_name(rows[0][0]) and any(map(_is_image_name, later))
     if looks_like_header:
         raise DataError(
             f"{table}: cannot tell the path and label columns from the header {rows[0]!r}; name "
             f"them e.g. 'path' and 'label'"
         )
     return 0, 1, None, numbered
+
+
+def _is_image_name(cell: str) -> bool:
+    return Path(cell.strip()).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _split_value(table: Path, number: int, raw: str) -> Split:

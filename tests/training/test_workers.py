@@ -1,0 +1,66 @@
+"""Decoding workers never fork a process that runs engine threads (the notebook crash)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from graft.features.extract import FeatureSpec, feature_engine
+from graft.training import NeuralOptions, train_neural
+from graft.training.pipelines import pixel_batches
+from synthetic import write_class_folders
+
+
+class _ParentOfWorker(Dataset[tuple[torch.Tensor, int]]):
+    """Each item says which process started the worker that made it."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return torch.zeros((3, 2, 2), dtype=torch.uint8), os.getppid()
+
+
+def test_workers_are_not_forked_from_this_process() -> None:
+    """A forked worker's parent is this process; a forkserver's worker's parent is the server."""
+    parents: set[int] = set()
+    for _, targets in pixel_batches(
+        _ParentOfWorker(), list(range(4)), batch_size=2, workers=2, seed=0, epoch=0
+    ):
+        parents.update(int(t) for t in targets)
+    assert parents and os.getpid() not in parents
+
+
+def test_engine_then_training_with_workers_then_a_subprocess(tmp_path: Path) -> None:
+    """The sequence that crashed a long-lived process: an OpenVINO engine with its threads,
+    training with decoding worker processes, then starting a subprocess, all in this process."""
+    runner = feature_engine(FeatureSpec.create("efficientnet_lite0.in1k"), engine="openvino")
+    assert runner(np.zeros((2, 3, 224, 224), np.uint8)).shape == (2, 1280)
+    data = write_class_folders(tmp_path / "data", 8)
+    options = NeuralOptions(
+        strategy="finetune",
+        epochs=2,
+        freeze_epochs=1,
+        unfreeze="1",
+        augment="light",
+        workers=2,
+        batch_size=8,
+        engine="openvino",
+    )
+    result = train_neural(data, out=tmp_path / "run", options=options)
+    assert [h["path"] for h in result.history] == ["frozen-engine", "frozen-lower"]
+    for _ in range(3):
+        child = subprocess.run(
+            [sys.executable, "-c", "import torch; print(int(torch.ones(3).sum()))"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert child.returncode == 0 and child.stdout.strip() == "3", child.stderr[-2000:]
