@@ -53,7 +53,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _rss_mb(pid: int, field: str = "VmRSS") -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
     """Resident memory (``VmRSS``) or its peak so far (``VmHWM``) of a process, in MB."""
     with open(f"/proc/{pid}/status", encoding="ascii") as handle:
         for line in handle:
@@ -105,7 +105,7 @@ async def _hammer(
 
 
 @contextlib.contextmanager
-def _server(run_dir: Path, backend: str, max_queue: int) -> Iterator[tuple[str, int]]:
+def serve_in_child(run_dir: Path, backend: str, max_queue: int) -> Iterator[tuple[str, int]]:
     """Start the service in a child process; yield its URL and pid; stop it at the end."""
     port = _free_port()
     server = subprocess.Popen(
@@ -150,13 +150,13 @@ def load_test(
     backend: str = "auto",
 ) -> dict[str, Any]:
     """Run the load test; return its figures."""
-    with _server(run_dir, backend, max_queue=4096) as (base, pid):
-        rss_before = _rss_mb(pid)
+    with serve_in_child(run_dir, backend, max_queue=4096) as (base, pid):
+        rss_before = rss_mb(pid)
         payload = _image(image)
         start = time.perf_counter()
         latencies, errors = asyncio.run(_hammer(base + "/predict", payload, requests, concurrency))
         elapsed = time.perf_counter() - start
-        rss_after = _rss_mb(pid)
+        rss_after = rss_mb(pid)
     return {
         **_figures(latencies, errors, elapsed),
         "concurrency": concurrency,
@@ -168,7 +168,7 @@ def load_test(
 # -- abuse -----------------------------------------------------------------------------------
 
 
-def _flood_png() -> bytes:
+def flood_png() -> bytes:
     """A solid-colour 9000 x 9000 PNG: 81 megapixels (243 MB decoded) in a few hundred KB."""
     buffer = io.BytesIO()
     Image.new("RGB", (9000, 9000), (30, 160, 90)).save(buffer, format="PNG", optimize=False)
@@ -199,7 +199,7 @@ async def _abusers(url: str, stop: asyncio.Event, seconds: float) -> dict[str, C
     seen: dict[str, Counter[str]] = {
         kind: Counter() for kind in ("garbage", "flood", "parts", "oversize", "slow")
     }
-    flood, garbage, parts = _flood_png(), _garbage_bodies(), _many_parts()
+    flood, garbage, parts = flood_png(), _garbage_bodies(), _many_parts()
     end = time.monotonic() + seconds
     host, port = url.removeprefix("http://").split("/")[0].split(":")
 
@@ -299,19 +299,19 @@ def abuse_test(
 ) -> dict[str, Any]:
     """The plain run, then the same good requests under abuse, on one fresh server each."""
     payload = _image(image)
-    with _server(run_dir, backend, max_queue=256) as (base, pid):
+    with serve_in_child(run_dir, backend, max_queue=256) as (base, pid):
         start = time.perf_counter()
         latencies, errors = asyncio.run(_hammer(base + "/predict", payload, requests, concurrency))
         plain = {**_figures(latencies, errors, time.perf_counter() - start)}
-        plain["server_peak_rss_mb"] = _rss_mb(pid, "VmHWM")
-    with _server(run_dir, backend, max_queue=256) as (base, pid):
-        idle = _rss_mb(pid, "VmHWM")
+        plain["server_peak_rss_mb"] = rss_mb(pid, "VmHWM")
+    with serve_in_child(run_dir, backend, max_queue=256) as (base, pid):
+        idle = rss_mb(pid, "VmHWM")
         start = time.perf_counter()
         latencies, errors, seen = asyncio.run(
             _under_abuse(base + "/predict", payload, requests, concurrency, seconds)
         )
         abused = {**_figures(latencies, errors, time.perf_counter() - start)}
-        abused["server_peak_rss_mb"] = _rss_mb(pid, "VmHWM")
+        abused["server_peak_rss_mb"] = rss_mb(pid, "VmHWM")
         abused["server_peak_rss_mb_before_abuse"] = idle
         alive = httpx.get(base + "/health", timeout=5).status_code == 200
     return {

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -21,6 +22,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from graft.serve import MicroBatcher, QueueFullError, ServeOptions, create_app
+from graft.serve.decoding import DecodeLanes
 from graft.training import LinearOptions, train_linear
 from synthetic import tinted_image, write_class_folders
 
@@ -196,12 +198,23 @@ def test_more_images_than_the_queue_holds_get_413_and_slow_model_504(run: Path) 
         assert app.state.batcher.waiting == 0
 
 
-def test_concurrent_load_reaches_503_then_recovers(run: Path) -> None:
-    """A real server on loopback, a model held busy: the queue fills, the rest get 503."""
+def test_concurrent_load_reaches_503_then_recovers(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real server on loopback, a model held busy: the queue fills, the rest get 503 before
+    any work is spent decoding their images."""
     app = create_app(run, ServeOptions(backend="torch", max_queue=2, timeout_s=20))
     gate = threading.Event()
     real = app.state.batcher.run
     app.state.batcher.run = lambda images: gate.wait(20) and real(images)
+    decoded: list[str] = []
+    real_work = DecodeLanes._work
+
+    def counted(self: DecodeLanes[Any], data: bytes, name: str) -> Any:
+        decoded.append(name)
+        return real_work(self, data, name)
+
+    monkeypatch.setattr(DecodeLanes, "_work", counted)
     with _served(app) as url:
         statuses: list[int] = []
 
@@ -218,6 +231,7 @@ def test_concurrent_load_reaches_503_then_recovers(run: Path) -> None:
         for sender in senders:
             sender.join(timeout=30)
         assert sorted(statuses).count(200) == 3 and sorted(statuses).count(503) == 3, statuses
+        assert len(decoded) == 3  # refused requests were never decoded
         files = {"file": ("red.png", _png(), "image/png")}
         assert httpx.post(url + "/predict", files=files, timeout=30).status_code == 200
 
@@ -426,3 +440,30 @@ def test_bounded_load_on_loopback(run: Path) -> None:
     report = load_test(run, requests=120, concurrency=8, backend="torch")
     assert report["errors"] == 0 and report["requests"] == 120
     assert report["p50_ms"] > 0 and report["p99_ms"] >= report["p50_ms"]
+
+
+def test_a_pixel_flood_does_not_multiply_memory(run: Path) -> None:
+    """16 solid-colour 9000 x 9000 PNGs (81 megapixels, 243 MB decoded, each under the pixel
+    limit) sent at once as 16 requests: before, the server's peak memory rose by 5.4 GB; now
+    large images decode one at a time, so it rises by about one image's worth."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from serve_load import flood_png, rss_mb, serve_in_child
+
+    flood = flood_png()
+    assert len(flood) < 1_000_000
+    with serve_in_child(run, "torch", max_queue=256) as (base, pid):
+        before = rss_mb(pid, "VmHWM")
+
+        def send() -> int:
+            files = {"file": ("flood.png", flood, "image/png")}
+            return httpx.post(base + "/predict", files=files, timeout=120).status_code
+
+        statuses: list[int] = []
+        senders = [threading.Thread(target=lambda: statuses.append(send())) for _ in range(16)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(timeout=180)
+        grown = rss_mb(pid, "VmHWM") - before
+    assert statuses == [200] * 16
+    assert grown < 1200, f"peak memory grew by {grown:.0f} MB"

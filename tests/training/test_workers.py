@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from graft.engines.signal_stack import current_signal_stack
 from graft.features.extract import FeatureSpec, feature_engine
 from graft.training import NeuralOptions, train_neural
 from graft.training.pipelines import pixel_batches
@@ -37,11 +40,29 @@ def test_workers_are_not_forked_from_this_process() -> None:
     assert parents and os.getpid() not in parents
 
 
+def _build_and_drop_engines() -> None:
+    """Two OpenVINO engines (the second from graft's on-disk cache), used, then dropped."""
+    spec = FeatureSpec.create("efficientnet_lite0.in1k")
+    for _ in range(2):
+        runner = feature_engine(spec, engine="openvino")
+        assert runner(np.zeros((2, 3, 224, 224), np.uint8)).shape == (2, 1280)
+    del runner
+    gc.collect()
+
+
+def test_an_openvino_engine_leaves_the_thread_signal_stack_as_it_was() -> None:
+    """OpenVINO's compile installs a signal stack on the calling thread and frees it with the
+    model; graft gives the thread back the registration it had."""
+    before = current_signal_stack()
+    _build_and_drop_engines()
+    assert current_signal_stack() == before
+
+
 def test_engine_then_training_with_workers_then_a_subprocess(tmp_path: Path) -> None:
-    """The sequence that crashed a long-lived process: an OpenVINO engine with its threads,
-    training with decoding worker processes, then starting a subprocess, all in this process."""
-    runner = feature_engine(FeatureSpec.create("efficientnet_lite0.in1k"), engine="openvino")
-    assert runner(np.zeros((2, 3, 224, 224), np.uint8)).shape == (2, 1280)
+    """The sequence that crashed a long-lived process, all in this process: OpenVINO engines
+    built and dropped, training with decoding worker processes (whose DataLoader installs a
+    SIGCHLD handler), then subprocesses, each ending with a SIGCHLD handled on this thread."""
+    _build_and_drop_engines()
     data = write_class_folders(tmp_path / "data", 8)
     options = NeuralOptions(
         strategy="finetune",
@@ -64,3 +85,4 @@ def test_engine_then_training_with_workers_then_a_subprocess(tmp_path: Path) -> 
             check=False,
         )
         assert child.returncode == 0 and child.stdout.strip() == "3", child.stderr[-2000:]
+    os.kill(os.getpid(), signal.SIGCHLD)  # one more, delivered here for certain

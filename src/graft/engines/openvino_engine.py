@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from graft.engines.base import Calibration, compiled_path, need_calibration, threads
+from graft.engines.signal_stack import preserved_signal_stack
 from graft.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -65,10 +66,13 @@ class OpenVinoEngine:
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": str(threads()),
         }
-        self._request = core.compile_model(model, "CPU", config).create_infer_request()
+        # OpenVINO leaves a signal stack on this thread that it frees later: keep ours.
+        with preserved_signal_stack():
+            self._request = core.compile_model(model, "CPU", config).create_infer_request()
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        self._request.infer({0: np.ascontiguousarray(pixels)})
+        with preserved_signal_stack():
+            self._request.infer({0: np.ascontiguousarray(pixels)})
         result: np.ndarray = self._request.get_output_tensor(0).data.copy()
         return result
 
