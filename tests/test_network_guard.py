@@ -46,3 +46,11 @@ def test_child_processes_are_guarded_too() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert child.stdout.startswith("NetworkBlockedError"), child.stdout + child.stderr
+
+
+def test_this_machines_own_names_and_numeric_addresses_resolve() -> None:
+    """Resolving a numeric address or this machine's name asks no name server; connecting to
+    a public address is still refused."""
+    assert socket.getaddrinfo("93.184.216.34", 443)  # a literal: no lookup happens
+    with pytest.raises(OSError, match=r"blocked"):
+        socket.create_connection(("93.184.216.34", 443), timeout=1)

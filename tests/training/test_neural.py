@@ -329,7 +329,7 @@ def test_killed_training_resumes_to_the_same_result(tmp_path: Path) -> None:
     assert child.returncode == -signal.SIGKILL
     config = json.loads((tmp_path / "killed" / "config.json").read_text())
     assert config["status"] == "running"
-    with pytest.raises(DataError, match=r"has not finished .* graft train --resume"):
+    with pytest.raises(DataError, match=r"has not finished .* `graft train --resume"):
         graft.load(tmp_path / "killed")
     resumed = train_neural(None, resume=tmp_path / "killed")
     assert [h["phase"] for h in resumed.history] == ["head", "unfrozen", "unfrozen"]

@@ -86,3 +86,21 @@ def test_engine_then_training_with_workers_then_a_subprocess(tmp_path: Path) -> 
         )
         assert child.returncode == 0 and child.stdout.strip() == "3", child.stderr[-2000:]
     os.kill(os.getpid(), signal.SIGCHLD)  # one more, delivered here for certain
+
+
+def test_a_script_without_a_main_guard_is_told_how_to_fix_it(tmp_path: Path) -> None:
+    """Workers start fresh and import the script; without `if __name__ == '__main__':` the
+    user gets the fix in one line, not a broken pipe."""
+    data = write_class_folders(tmp_path / "data", 4)
+    script = tmp_path / "train.py"
+    script.write_text(
+        "from graft.training import NeuralOptions, train_neural\n"
+        f"train_neural({str(data)!r}, out={str(tmp_path / 'run')!r}, options=NeuralOptions(\n"
+        "    strategy='head', epochs=1, augment='light', workers=2, batch_size=4,\n"
+        "    engine='torch'))\n"
+    )
+    child = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert child.returncode != 0
+    assert "if __name__ == '__main__':" in child.stderr.splitlines()[-1], child.stderr[-1500:]

@@ -150,8 +150,8 @@ def pixel_batches(
         for pixels, targets in loader:
             if len(targets):
                 yield pixels, targets
-    except RuntimeError as err:
-        if "exited unexpectedly" not in str(err):
+    except (RuntimeError, BrokenPipeError, EOFError) as err:
+        if isinstance(err, RuntimeError) and "exited unexpectedly" not in str(err):
             raise
         raise ConfigError(
             f"a decoding worker process died ({err}); if you call graft from a script, put its "
