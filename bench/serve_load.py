@@ -335,17 +335,8 @@ def main() -> None:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--abuse", action="store_true", help="plain run, then under abuse")
     args = parser.parse_args()
-    if args.abuse:
-        report = abuse_test(
-            args.run_dir,
-            requests=args.requests,
-            concurrency=args.concurrency,
-            image=args.image,
-            backend=args.backend,
-        )
-        print(json.dumps(report, indent=2))
-        return
-    report = load_test(
+    test = abuse_test if args.abuse else load_test
+    report = test(
         args.run_dir,
         requests=args.requests,
         concurrency=args.concurrency,

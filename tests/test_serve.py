@@ -378,8 +378,6 @@ def _free_port() -> int:
 @pytest.fixture
 def live_server(shared_data: Path, tmp_path: Path) -> Iterator[str]:
     """A cats/dogs linear probe on 40 real photos, served by uvicorn on loopback."""
-    import uvicorn
-
     train = shared_data / "cats_and_dogs_filtered" / "train"
     rows = ["path,label,split"]
     for label in ("cats", "dogs"):
@@ -391,19 +389,8 @@ def live_server(shared_data: Path, tmp_path: Path) -> Iterator[str]:
     table.write_text("\n".join(rows) + "\n")
     run = tmp_path / "run"
     train_linear(table, out=run)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(run), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with _served(create_app(run)) as url:
+        yield url
 
 
 @pytest.mark.skipif(
