@@ -56,7 +56,7 @@ from graft.data.images import NotAnImageError
 from graft.errors import DataError
 from graft.serve.batcher import Admission, MicroBatcher, QueueFullError, TooManyImagesError
 from graft.serve.decoding import DecodeLanes, header_pixels
-from graft.serve.uploads import UploadError, read_uploads
+from graft.serve.uploads import Upload, UploadError, read_uploads
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> Fast
                 415,
                 "no image files in the request: send multipart/form-data with one or more files",
             )
-        pixels = [_checked(lambda f=f: header_pixels(f.data, f.filename)) for f in files]
+        pixels = [_declared_pixels(upload) for upload in files]
         if sum(pixels) > settings.max_request_pixels:
             raise HTTPException(
                 413,
@@ -200,7 +200,7 @@ def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> Fast
             )
         return JSONResponse({"predictions": results})
 
-    async def _decode_and_run(files: list[Any], pixels: list[int], admission: Admission) -> Any:
+    async def _decode_and_run(files: list[Upload], pixels: list[int], admission: Admission) -> Any:
         try:
             images = []
             for upload, count in zip(files, pixels, strict=True):
@@ -222,10 +222,10 @@ def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> Fast
     return app
 
 
-def _checked(read: Any) -> Any:
-    """Run a header read, turning image errors into HTTP answers."""
+def _declared_pixels(upload: Upload) -> int:
+    """The pixel count an upload's header declares, or the HTTP answer for a bad one."""
     try:
-        return read()
+        return header_pixels(upload.data, upload.filename)
     except DataError as err:
         raise _http_error(err) from err
 
