@@ -95,6 +95,11 @@ def check_replaceable(out: Path, *, overwrite: bool, resume_hint: bool = False) 
         raise ConfigError(
             f"{out} already exists; pass --overwrite to replace it, choose another --out{also}"
         )
+    if out.is_symlink():
+        raise ConfigError(
+            f"{out} is a symbolic link; graft replaces only a run folder itself: choose "
+            "another --out"
+        )
     if not is_graft_run(out):
         raise ConfigError(
             f"{out} exists and is not a graft run (no graft config.json in it); --overwrite "

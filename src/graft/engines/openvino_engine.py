@@ -46,28 +46,30 @@ class OpenVinoEngine:
     ) -> None:
         import openvino as ov
 
-        core = ov.Core()
-        if precision == "bf16" and not bf16_supported(core):
-            raise ConfigError(
-                "this CPU has no bf16 units (OpenVINO reports none); use --precision fp32 or int8"
-            )
-        self.precision = precision
-        path = compiled_path(self.name, cache_key, ".xml") if cache_key else None
-        if path is not None and path.is_file():
-            model = core.read_model(str(path))
-        else:
-            model = convert(network, input_size)
-            if precision == "int8":
-                model = quantize(model, need_calibration(calibration, precision))
-            if path is not None:
-                save_atomically(model, path)
-        config = {
-            "INFERENCE_PRECISION_HINT": _HINTS[precision],
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": str(threads()),
-        }
-        # OpenVINO leaves a signal stack on this thread that it frees later: keep ours.
+        # Loading OpenVINO's CPU plugin (compile, but also asking its properties) leaves a
+        # signal stack on this thread that OpenVINO frees later: the thread keeps its own.
         with preserved_signal_stack():
+            core = ov.Core()
+            if precision == "bf16" and not bf16_supported(core):
+                raise ConfigError(
+                    "this CPU has no bf16 units (OpenVINO reports none); use --precision fp32 "
+                    "or int8"
+                )
+            self.precision = precision
+            path = compiled_path(self.name, cache_key, ".xml") if cache_key else None
+            if path is not None and path.is_file():
+                model = core.read_model(str(path))
+            else:
+                model = convert(network, input_size)
+                if precision == "int8":
+                    model = quantize(model, need_calibration(calibration, precision))
+                if path is not None:
+                    save_atomically(model, path)
+            config = {
+                "INFERENCE_PRECISION_HINT": _HINTS[precision],
+                "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_NUM_THREADS": str(threads()),
+            }
             self._request = core.compile_model(model, "CPU", config).create_infer_request()
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
@@ -81,7 +83,8 @@ def bf16_supported(core: Any = None) -> bool:
     """Whether OpenVINO's CPU plugin runs bf16 natively here (AVX512-BF16 or AMX)."""
     import openvino as ov
 
-    capabilities = (core or ov.Core()).get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    with preserved_signal_stack():
+        capabilities = (core or ov.Core()).get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return "BF16" in capabilities
 
 

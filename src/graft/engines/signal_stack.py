@@ -20,12 +20,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 
 class _StackT(ctypes.Structure):
-    """``stack_t`` of ``<signal.h>`` (Linux and the BSDs share the field order used here)."""
+    """``stack_t`` of Linux's ``<signal.h>`` (other systems order the fields differently and
+    are left alone: :func:`_libc` answers only on Linux)."""
 
     _fields_ = [
         ("ss_sp", ctypes.c_void_p),
@@ -68,5 +70,10 @@ def preserved_signal_stack() -> Iterator[None]:
     try:
         yield
     finally:
-        if known:
-            _LIBC.sigaltstack(ctypes.byref(before), None)
+        if known and _LIBC.sigaltstack(ctypes.byref(before), None) != 0:
+            warnings.warn(
+                "graft could not restore this thread's signal stack after an OpenVINO call "
+                f"(errno {ctypes.get_errno()}); a later signal may crash the process",
+                RuntimeWarning,
+                stacklevel=3,
+            )

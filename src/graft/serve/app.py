@@ -55,7 +55,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from graft.data.images import NotAnImageError
 from graft.errors import DataError
 from graft.serve.batcher import Admission, MicroBatcher, QueueFullError, TooManyImagesError
-from graft.serve.decoding import DecodeLanes, header_pixels
+from graft.serve.decoding import DecodeLanes
 from graft.serve.uploads import Upload, UploadError, read_uploads
 
 
@@ -136,8 +136,10 @@ def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> Fast
             raise HTTPException(401, "missing or wrong API key: send it in the X-API-Key header")
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> JSONResponse:
+        if not batcher.alive:
+            return JSONResponse({"status": "the model worker stopped"}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @app.get("/info")
     async def run_info(request: Request) -> dict[str, Any]:
@@ -169,7 +171,7 @@ def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> Fast
                 415,
                 "no image files in the request: send multipart/form-data with one or more files",
             )
-        pixels = [_declared_pixels(upload) for upload in files]
+        pixels = [await _declared_pixels(upload) for upload in files]
         if sum(pixels) > settings.max_request_pixels:
             raise HTTPException(
                 413,
@@ -200,6 +202,10 @@ def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> Fast
             )
         return JSONResponse({"predictions": results})
 
+    async def _declared_pixels(upload: Upload) -> int:
+        """The pixel count an upload's header declares, or the HTTP answer for a bad one."""
+        return int(await _checked_async(lanes.header(upload.data, upload.filename)))
+
     async def _decode_and_run(files: list[Upload], pixels: list[int], admission: Admission) -> Any:
         try:
             images = []
@@ -220,14 +226,6 @@ def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> Fast
                 admission.release()
 
     return app
-
-
-def _declared_pixels(upload: Upload) -> int:
-    """The pixel count an upload's header declares, or the HTTP answer for a bad one."""
-    try:
-        return header_pixels(upload.data, upload.filename)
-    except DataError as err:
-        raise _http_error(err) from err
 
 
 async def _checked_async(work: Any) -> Any:

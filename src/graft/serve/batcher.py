@@ -93,6 +93,11 @@ class MicroBatcher:
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._work())
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker is running (``/health`` says so)."""
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         """Stop the worker."""
         if self._task is not None:
@@ -177,7 +182,9 @@ class MicroBatcher:
             images = [image for job_images, _ in live for image in job_images]
             try:
                 rows = await loop.run_in_executor(self._executor, self.run, images)
-            except Exception as err:  # one bad batch must not kill the worker
+            except asyncio.CancelledError:
+                raise
+            except BaseException as err:  # one bad batch must not kill the worker
                 for _, future in live:
                     if not future.done():
                         future.set_exception(err)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
@@ -37,13 +38,21 @@ def header_pixels(data: bytes | bytearray, name: str) -> int:
         NotAnImageError: Not an allowed image format (the format is named when known).
         CorruptImageError: A header Pillow cannot parse.
     """
-    from graft.data.images import CorruptImageError, NotAnImageError
+    from PIL import Image
+
+    from graft.data.images import CorruptImageError, ImageTooLargeError, NotAnImageError
 
     try:
-        with open_image(io.BytesIO(data), name) as image:
-            width, height = image.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with open_image(io.BytesIO(data), name) as image:
+                width, height = image.size
     except NotAnImageError:
         raise
+    except Image.DecompressionBombError as err:
+        raise ImageTooLargeError(
+            f"{name}: exceeds the pixel limit ({err}); send a smaller image"
+        ) from err
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise CorruptImageError(f"{name}: unreadable image header ({err})") from err
     return int(width) * int(height)
@@ -72,6 +81,12 @@ class DecodeLanes(Generic[T]):
         self.large_pixels = large_pixels
         self._small = ThreadPoolExecutor(small_threads, thread_name_prefix="graft-decode")
         self._large = ThreadPoolExecutor(1, thread_name_prefix="graft-decode-large")
+
+    async def header(self, data: bytes | bytearray, name: str) -> int:
+        """:func:`header_pixels` in the small lane (a crafted header can take seconds)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._small, header_pixels, data, name
+        )
 
     async def decode(self, data: bytes | bytearray, name: str, pixels: int) -> T:
         """Decode and prepare one image in its lane.

@@ -151,12 +151,14 @@ def pixel_batches(
             if len(targets):
                 yield pixels, targets
     except (RuntimeError, BrokenPipeError, EOFError) as err:
-        if isinstance(err, RuntimeError) and "exited unexpectedly" not in str(err):
+        worker_died = isinstance(err, RuntimeError) and "DataLoader worker" in str(err)
+        if not workers or not (worker_died or isinstance(err, (BrokenPipeError, EOFError))):
             raise
         raise ConfigError(
-            f"a decoding worker process died ({err}); if you call graft from a script, put its "
-            "top-level code under `if __name__ == '__main__':` (workers start fresh and import "
-            "it), or pass workers=0 (--workers 0)"
+            f"a decoding worker process died ({err}): out of memory, a crash, or, when graft is "
+            "called from a script, top-level code not under `if __name__ == '__main__':` "
+            "(workers start fresh and import the script); fix that, or pass fewer workers "
+            "(--workers 0 decodes in this process)"
         ) from err
 
 
