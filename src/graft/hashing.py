@@ -31,9 +31,26 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def image_hasher() -> hashlib.blake2b:
+    """A fresh hasher of an image's identity: 128-bit BLAKE2b (feed it, then ``hexdigest``)."""
+    return hashlib.blake2b(digest_size=16)
+
+
+def bytes_content_hash(data: bytes | bytearray) -> str:
+    """The identity of an image held in memory; equals :func:`content_hash` of its file.
+
+    Example:
+        >>> bytes_content_hash(b"graft")[:12]
+        '4227bc05e5ac'
+    """
+    digest = image_hasher()
+    digest.update(data)
+    return digest.hexdigest()
+
+
 def content_hash(path: Path) -> str:
     """Return the hex 128-bit BLAKE2b digest of a file's bytes (the image's identity)."""
-    digest = hashlib.blake2b(digest_size=16)
+    digest = image_hasher()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)

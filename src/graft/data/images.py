@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
@@ -31,6 +30,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from graft.config import max_pixels as configured_max_pixels
 from graft.errors import DataError
+from graft.hashing import bytes_content_hash
 
 #: File extensions graft treats as images when walking a folder (compared lower-case).
 IMAGE_EXTENSIONS: tuple[str, ...] = (
@@ -72,9 +72,9 @@ def load_image(
             :func:`graft.config.max_pixels` (``GRAFT_MAX_PIXELS``).
         draft_size: If given and the file is a JPEG, let the decoder shrink it by a power of two
             while keeping both sides at least this many pixels (much faster for large photos).
-        expected_hash: The content hash (:func:`content_hash`) a scan recorded; if the bytes
-            no longer match (the file changed but kept its size and modification time), the
-            image is refused rather than mistaken for the one scanned.
+        expected_hash: The content hash (:func:`graft.hashing.content_hash`) a scan
+            recorded; if the bytes no longer match (the file changed but kept its size and
+            modification time), the image is refused rather than mistaken for the one scanned.
 
     Returns:
         The image in RGB mode, EXIF orientation applied.
@@ -85,22 +85,12 @@ def load_image(
     """
     path = Path(path)
     data = read_regular_file(path)
-    if expected_hash is not None and content_hash(data) != expected_hash:
+    if expected_hash is not None and bytes_content_hash(data) != expected_hash:
         raise ChangedFileError(
             f"{path}: its content changed since graft scanned it (same size and modification "
             "time); run the command again to rescan it"
         )
     return _decode(io.BytesIO(data), str(path), max_pixels=max_pixels, draft_size=draft_size)
-
-
-def content_hash(data: bytes) -> str:
-    """The content hash graft keys files by: BLAKE2b-128 of the bytes, as hex.
-
-    Example:
-        >>> content_hash(b"")
-        'cae66941d9efbd404e4d88758ea67670'
-    """
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def open_regular_file(path: Path) -> tuple[int, int]:
@@ -179,7 +169,7 @@ def decode_image_bytes(
     return _decode(io.BytesIO(data), name, max_pixels=max_pixels, draft_size=draft_size)
 
 
-def open_image(source: Path | BinaryIO, name: str) -> Image.Image:
+def open_image(source: BinaryIO, name: str) -> Image.Image:
     """``Image.open`` restricted to the formats graft reads (:data:`PILLOW_FORMATS`).
 
     Only the header is parsed; no pixel is decoded.
@@ -193,15 +183,11 @@ def open_image(source: Path | BinaryIO, name: str) -> Image.Image:
         raise NotAnImageError(_not_an_image(source, name)) from err
 
 
-def _not_an_image(source: Path | BinaryIO, name: str) -> str:
+def _not_an_image(source: BinaryIO, name: str) -> str:
     """Say which format a refused file is in, when Pillow knows it (by its magic bytes only)."""
     try:
-        if isinstance(source, Path):
-            with open(source, "rb") as handle:
-                prefix = handle.read(16)
-        else:
-            source.seek(0)
-            prefix = source.read(16)
+        source.seek(0)
+        prefix = source.read(16)
     except OSError:
         prefix = b""
     Image.init()

@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from graft.data.images import (
     open_regular_file,
 )
 from graft.errors import DataError
+from graft.hashing import image_hasher
 from graft.sqlite import Transaction, connect, select_in
 
 _CHUNK = 1 << 20  # hashing reads a megabyte at a time, never a whole large file at once
@@ -154,7 +154,7 @@ def _read(path: str) -> FileInfo:
         fd, size = open_regular_file(Path(path))
     except DataError as err:
         return FileInfo(None, 0, 0, str(err))
-    digest = hashlib.blake2b(digest_size=16)
+    digest = image_hasher()
     with os.fdopen(fd, "rb") as handle:
         left = size
         while left > 0:
