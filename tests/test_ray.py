@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("ray")
 
 import graft
+from graft.errors import ConfigError
 from graft.features.extract import FeatureSpec, extract_dataset
 from graft.scaleout.ray_data import (
     expand_paths,
@@ -79,3 +80,15 @@ def test_ray_predictions_equal_the_single_machine_ones(
     assert table["label"] == [p.label for p in local]
     expected = np.array([[p.probabilities[c] for c in ("blue", "red")] for p in local])
     np.testing.assert_allclose(table["probabilities"], expected, atol=1e-5)
+
+
+def test_an_output_folder_graft_did_not_write_is_refused_before_ray_starts(
+    data: Path, tmp_path: Path
+) -> None:
+    """OUT/features that is not graft's (no OUT/features.json) is never replaced."""
+    mine = tmp_path / "out" / "features"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"exists and graft did not write it"):
+        extract_with_ray(data, tmp_path / "out")
+    assert (mine / "notes.txt").read_text() == "mine"

@@ -190,6 +190,7 @@ def extract_with_ray(
     items = [
         {"path": str(s.path), "label": s.label, "split": s.split or ""} for s in images.samples
     ]
+    _check_output(Path(out_dir), "features", "features.json")
     start = time.perf_counter()
     ray = start_ray(address, num_cpus)
     dataset = (
@@ -226,6 +227,7 @@ def predict_with_ray(
     """
     from graft.predictor import load
 
+    _check_output(Path(out_dir), "predictions", "classes.json")
     files = expand_paths(paths)
     predictor = load(run_dir, backend=backend)
     start = time.perf_counter()
@@ -271,9 +273,30 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     return found.images
 
 
+def _check_output(out: Path, name: str, marker: str) -> None:
+    """Refuse ``OUT/name`` if it exists and graft did not write it (``OUT/marker`` says so).
+
+    Raises:
+        ConfigError: The folder would replace something graft did not create.
+    """
+    folder = out / name
+    if (folder.exists() or folder.is_symlink()) and (
+        folder.is_symlink() or not (out / marker).is_file()
+    ):
+        raise ConfigError(
+            f"{folder} exists and graft did not write it (no {out / marker}); graft replaces "
+            "only its own output: choose another --out"
+        )
+
+
 def _write(dataset: Any, folder: Path, errors_file: Path, drop: list[str]) -> tuple[int, int]:
-    """Write good rows as parquet shards and failed rows to a CSV; (rows, failed)."""
+    """Write good rows as parquet shards and failed rows to a CSV; (rows, failed).
+
+    The shards go to a new temporary folder beside ``folder`` first; an existing ``folder``
+    (checked by :func:`_check_output` to be graft's) is renamed aside, then removed.
+    """
     import shutil
+    import tempfile
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     from ray.data.expressions import col
@@ -284,11 +307,17 @@ def _write(dataset: Any, folder: Path, errors_file: Path, drop: list[str]) -> tu
     present = [c for c in drop if c in good.columns()]
     if present:
         good = good.drop_columns(present)
-    staging = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    good.write_parquet(str(staging))
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
+    hidden = f".{folder.name}."
+    staging = Path(tempfile.mkdtemp(prefix=hidden, suffix=".partial", dir=folder.parent))
+    try:
+        good.write_parquet(str(staging))
+        if folder.exists():
+            trash = Path(tempfile.mkdtemp(prefix=hidden, suffix=".old", dir=folder.parent))
+            folder.rename(trash / folder.name)
+            shutil.rmtree(trash, ignore_errors=True)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     with atomic_path(errors_file) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "reason"])
