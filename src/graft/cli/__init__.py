@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from graft.cli import (
+    audit_cmd,
     cache_cmd,
     classify_cmd,
     compare_cmd,
@@ -46,6 +47,7 @@ app.add_typer(zoo_cmd.weights_app, name="weights")
 app.command("classify")(classify_cmd.classify)
 app.command("train")(train_cmd.train)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("audit")(audit_cmd.audit)
 app.command("rank")(rank_cmd.rank)
 app.command("compare")(compare_cmd.compare)
 app.command("predict")(predict_cmd.predict)

@@ -48,7 +48,14 @@ def train(
         None, "--per-class", help="At most N training images per class."
     ),
     limit: int | None = typer.Option(None, help="At most N training images in total (stratified)."),
-    dedupe: bool = typer.Option(False, help="Drop images that also appear in an earlier split."),
+    dedupe: str = typer.Option(
+        "none",
+        help="Drop the later copy of images in two splits: none, exact (identical files) or "
+        "near (also resized, re-encoded or cropped copies).",
+    ),
+    fixes: Path | None = typer.Option(
+        None, help="Apply a decisions file (graft audit's fixes.csv: path,action,label)."
+    ),
     class_weight: str | None = typer.Option(
         None, "--class-weight", help="balanced: weight rare classes up."
     ),
@@ -135,6 +142,7 @@ def train(
         "per_class": per_class,
         "limit": limit,
         "dedupe": dedupe,
+        "fixes": fixes,
     }
     common: dict[str, Any] = {
         "backbone": backbone,
@@ -200,6 +208,9 @@ def train(
     }
     if isinstance(result, RunResult):
         summary.update(head=result.head_params, extraction=result.extraction)
+        # the probe compares features for near-copies after the data summary was printed
+        if result.report.near_duplicates.get("warning"):
+            console.print(f"warning: {result.report.near_duplicates['warning']}", highlight=False)
     else:
         summary["history"] = result.history
     summary["timings_s"] = {k: round(v, 2) for k, v in result.timings.items()}

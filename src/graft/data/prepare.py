@@ -17,6 +17,10 @@ from typing import Any
 from graft.data.dataset import LabelledImages, from_items, read_labelled
 from graft.data.splits import assign_splits, subset_train
 from graft.data.validate import DataReport, validate
+from graft.errors import ConfigError
+
+#: ``--dedupe`` modes.
+DEDUPE = ("none", "exact", "near")
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,11 @@ class DataOptions:
         seed: Seeds the split and the subsets.
         per_class: Keep at most this many training images per class.
         limit: Keep at most this many training images in total (stratified).
-        dedupe: Drop images that also appear in an earlier split.
+        dedupe: Drop the later copy of images found in two splits: ``none`` (or False),
+            ``exact`` (or True: identical files) or ``near`` (also resized, re-encoded or
+            slightly cropped copies; done by the trainer, which has the features).
+        fixes: A decisions file (``graft audit``'s ``fixes.csv``: path,action,label) to apply
+            to the images read: drop or relabel, never touching the files.
     """
 
     root: Path | None = None
@@ -39,12 +47,22 @@ class DataOptions:
     seed: int = 0
     per_class: int | None = None
     limit: int | None = None
-    dedupe: bool = False
+    dedupe: bool | str = False
+    fixes: Path | None = None
+
+    def __post_init__(self) -> None:
+        mode = self.dedupe if isinstance(self.dedupe, str) else ("exact" if self.dedupe else "none")
+        if mode not in DEDUPE:
+            raise ConfigError(f"--dedupe {self.dedupe!r} must be one of: {', '.join(DEDUPE)}")
+        object.__setattr__(self, "dedupe", mode)
+        if self.fixes is not None:
+            object.__setattr__(self, "fixes", Path(self.fixes))
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         data = asdict(self)
         data["root"] = str(self.root) if self.root is not None else None
+        data["fixes"] = str(self.fixes) if self.fixes is not None else None
         return data
 
 
@@ -72,8 +90,26 @@ def prepare(
         images = read_labelled(data, root=options.root)
     else:
         images = from_items(data, source=name or "items")
+    fixed: dict[str, Any] = {}
+    if options.fixes is not None:
+        from graft.audit.fixes import apply_fixes, read_fixes
+
+        images, fixed = apply_fixes(images, read_fixes(options.fixes))
+        fixed = {"file": str(options.fixes), **fixed}
     images = assign_splits(images, val=options.val, test=options.test, seed=options.seed)
     images = subset_train(
         images, per_class=options.per_class, limit=options.limit, seed=options.seed
     )
-    return validate(images, dedupe=options.dedupe)
+    report = validate(images, dedupe=options.dedupe != "none")
+    if fixed:
+        report.fixes = fixed
+        report.warnings.append(
+            f"--fixes {options.fixes}: dropped {fixed['dropped']} and relabelled "
+            f"{fixed['relabelled']} images"
+            + (
+                f"; {fixed['unmatched']} rows name no image of the data"
+                if fixed["unmatched"]
+                else ""
+            )
+        )
+    return report

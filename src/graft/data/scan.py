@@ -188,3 +188,12 @@ def default_index_path() -> Path:
     from graft.config import cache_dir
 
     return cache_dir() / "files.sqlite"
+
+
+def content_hashes(files: Sequence[Path]) -> list[str | None]:
+    """Scan ``files`` with graft's file index; ``None`` marks a file that cannot be read."""
+    index = FileIndex(default_index_path())
+    try:
+        return [info.content_hash if info.problem is None else None for info in index.scan(files)]
+    finally:
+        index.close()

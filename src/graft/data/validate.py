@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from graft.data.dataset import SPLITS, LabelledImages, Sample
 from graft.data.scan import FileIndex, default_index_path
@@ -41,6 +42,9 @@ class DataReport:
         duplicates: Pairs ``(kept, other)`` of identical images found in two splits.
         dropped: Samples dropped by ``dedupe``.
         warnings: Human-readable warnings, each with its fix.
+        near_duplicates: What the cross-split near-copy check found and dropped
+            (:func:`graft.audit.leakage.check_near_duplicates`).
+        fixes: What a ``--fixes`` file changed (dropped, relabelled, unmatched).
     """
 
     images: LabelledImages
@@ -49,6 +53,8 @@ class DataReport:
     duplicates: list[tuple[Sample, Sample]] = field(default_factory=list)
     dropped: list[Sample] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    near_duplicates: dict[str, Any] = field(default_factory=dict)
+    fixes: dict[str, Any] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """A digest of (content, label, split) of every sample: the data's identity."""

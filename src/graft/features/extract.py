@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from graft.data.scan import content_hashes
 from graft.errors import ConfigError, DataError
 from graft.features.cache import FeatureCache, default_cache_path
 from graft.features.layers import POOLINGS, Pooling
@@ -210,7 +211,7 @@ def extract_features(
     own_cache = cache is None
     store = cache if cache is not None else FeatureCache(default_cache_path())
     try:
-        digests = list(hashes) if hashes is not None else _scan(files)
+        digests = list(hashes) if hashes is not None else content_hashes(files)
         if spec.precision == "int8" and spec.calibration is None:
             spec = calibrate(spec, files, digests, calibration)
         found = store.get(spec.key, [d for d in digests if d is not None])
@@ -276,26 +277,16 @@ def calibrate(
     if spec.precision != "int8":
         return spec
     if digests is None:
-        digests = _scan(list(files))
+        digests = content_hashes(list(files))
     known = {f: d for f, d in zip(files, digests, strict=True) if d is not None}
     chosen = calibration_sample(list(calibration) if calibration is not None else list(known))
     unknown = [f for f in chosen if f not in known]
     if unknown:
-        known.update(zip(unknown, _scan(unknown), strict=True))  # type: ignore[arg-type]
+        known.update(zip(unknown, content_hashes(unknown), strict=True))  # type: ignore[arg-type]
     usable = [f for f in chosen if known.get(f) is not None]
     if not usable:
         raise DataError("int8 needs calibration images, and none of those given can be read")
     return spec.calibrated(usable, [str(known[f]) for f in usable])
-
-
-def _scan(files: list[Path]) -> list[str | None]:
-    from graft.data.scan import FileIndex, default_index_path
-
-    index = FileIndex(default_index_path())
-    try:
-        return [info.content_hash if info.problem is None else None for info in index.scan(files)]
-    finally:
-        index.close()
 
 
 def feature_engine(spec: FeatureSpec, *, engine: str = "auto", device: str | None = None) -> Engine:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from graft.audit.leakage import check_near_duplicates
 from graft.data.dataset import LabelledImages
 from graft.data.prepare import DataOptions, prepare
 from graft.data.splits import write_manifest
@@ -165,12 +166,14 @@ def train_linear(
     clock.lap("validate")
     if on_report is not None:
         on_report(report)
-    samples = report.images.samples
     specs, checks = _guard(report, specs, options)
     features, ok, extraction, failures = _features(report, specs, options, progress)
     if checks:
         extraction["precision_checks"] = [check.to_dict() for check in checks]
     clock.lap("extract")
+    keep = check_near_duplicates(report, features=features, dedupe=str(data_options.dedupe))
+    features, ok = features[keep], ok[keep]
+    samples = report.images.samples
     report.problems.extend(failures)
     labels = np.array([s.label for s in samples])
     splits = np.array([s.split for s in samples])
@@ -306,6 +309,9 @@ def _config(
             "options": data_options.to_dict(),
             "skipped": len(report.problems),
             "duplicates_across_splits": len(report.duplicates),
+            "near_duplicates_across_splits": report.near_duplicates,
+            "dropped": [str(sample.path) for sample in report.dropped],
+            **({"fixes": report.fixes} if report.fixes else {}),
             "manifest": "split.csv",
         },
         "seed": data_options.seed,

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from graft.audit.leakage import check_near_duplicates
 from graft.data.dataset import LabelledImages, Sample
 from graft.data.prepare import DataOptions, prepare
 from graft.data.splits import write_manifest
@@ -311,6 +312,7 @@ def train_neural(
         if data is None:
             raise ConfigError("no data given; pass DATA, or --resume RUN_DIR")
         report = prepare(data, data_options, name=name)
+        check_near_duplicates(report, dedupe=str(data_options.dedupe))
         run_dir = context.broadcast(  # every process writes to rank 0's choice
             Path(out)
             if out is not None
@@ -493,6 +495,9 @@ class _Trainer:
                 "counts": self.report.images.counts(),
                 "options": self.data_options.to_dict(),
                 "skipped": len(self.report.problems),
+                "near_duplicates_across_splits": self.report.near_duplicates,
+                "dropped": [str(sample.path) for sample in self.report.dropped],
+                **({"fixes": self.report.fixes} if self.report.fixes else {}),
                 "manifest": MANIFEST,
             },
             "seed": self.seed,

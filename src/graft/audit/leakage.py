@@ -1,0 +1,102 @@
+"""The cheap part of the audit that every ``graft train`` runs: near-copies across splits.
+
+An evaluation image that is a resized or re-encoded copy of a training image inflates the
+score as an identical file does, but its content hash differs, so the validation pass cannot
+see it. After the data is validated, :func:`check_near_duplicates` compares the perceptual
+hashes of every image (and, for the linear probe, the features it has just computed) across
+splits, warns with the count and, with ``--dedupe near``, drops the later copy of each pair.
+
+Example:
+    >>> from graft.data.prepare import DataOptions, prepare
+    >>> report = prepare("data/")  # doctest: +SKIP
+    >>> keep = check_near_duplicates(report, dedupe="near")  # doctest: +SKIP
+    >>> report.near_duplicates["dropped"]  # doctest: +SKIP
+    0
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graft.audit.findings import near_duplicates
+from graft.audit.phash import perceptual_hashes
+from graft.data.validate import DataReport
+
+#: Pairs listed in ``config.json`` (the count is always complete).
+LISTED = 50
+
+
+def check_near_duplicates(
+    report: DataReport, *, features: np.ndarray | None = None, dedupe: str = "none"
+) -> np.ndarray:
+    """Find near-copies across splits; record them in ``report``; return the rows to keep.
+
+    Args:
+        report: The validated data; its ``warnings``, ``near_duplicates`` and, with
+            ``dedupe="near"``, ``images``/``hashes``/``dropped`` are updated.
+        features: Features of ``report.images.samples`` (rows of unreadable images may be
+            NaN), or ``None`` to compare perceptual hashes alone (then only very close copies
+            are found).
+        dedupe: ``near`` drops the later image of each pair (validation before test, both
+            after train); anything else only reports.
+
+    Returns:
+        A boolean mask over the samples as they were on entry: False for dropped rows.
+    """
+    samples = report.images.samples
+    keep = np.ones(len(samples), dtype=bool)
+    if len({sample.split for sample in samples}) < 2:
+        report.near_duplicates = {"pairs": 0, "dropped": 0, "method": "none (one split)"}
+        return keep
+    bits, hashed = perceptual_hashes([s.path for s in samples], report.hashes)
+    usable = hashed.copy()
+    if features is not None:
+        usable &= np.isfinite(features).all(axis=1)
+    rows = np.flatnonzero(usable)
+    pairs = near_duplicates(
+        features[rows] if features is not None else None,
+        bits[rows],
+        [samples[row].split for row in rows],
+        content=[report.hashes[row] for row in rows],
+        within=False,
+    )
+    pairs = [pair for pair in pairs if not pair.exact]  # identical files: the validation pass
+    method = "features and perceptual hash" if features is not None else "perceptual hash"
+    listed = [
+        {
+            "first": str(samples[rows[p.first]].path),
+            "second": str(samples[rows[p.second]].path),
+            "cosine": round(p.cosine, 4) if features is not None else None,
+            "hamming": p.hamming,
+        }
+        for p in pairs[:LISTED]
+    ]
+    if dedupe == "near":
+        for pair in pairs:
+            keep[rows[pair.second]] = False
+    dropped = int((~keep).sum())
+    report.near_duplicates = {
+        "pairs": len(pairs),
+        "dropped": dropped,
+        "method": method,
+        "listed": listed,
+    }
+    if pairs:
+        action = (
+            f"dropped the later copy of each ({dropped} images, --dedupe near)"
+            if dedupe == "near"
+            else "they leak evaluation images into training: check them with graft audit, or "
+            "pass --dedupe near to drop the later copy"
+        )
+        warning = (
+            f"{len(pairs)} image pairs across splits look like near-copies ({method}); {action}"
+        )
+        report.near_duplicates["warning"] = warning
+        report.warnings.append(warning)
+    if dropped:
+        report.dropped.extend(s for s, k in zip(samples, keep, strict=True) if not k)
+        report.images = report.images.with_samples(
+            [s for s, k in zip(samples, keep, strict=True) if k]
+        )
+        report.hashes = [h for h, k in zip(report.hashes, keep, strict=True) if k]
+    return keep

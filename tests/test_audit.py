@@ -1,0 +1,216 @@
+"""``graft audit``: each finding on planted synthetic cases, the fixes file, ``--dedupe near``,
+and the report in a real browser."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import graft.audit
+from graft.audit.fixes import read_fixes
+from graft.cli import app
+from graft.data.prepare import DataOptions
+from graft.errors import ConfigError
+from graft.training import LinearOptions, train_linear
+from synthetic import COLORS, scene_image
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _write(root: Path) -> Path:
+    """Scenes in train/val, with one planted case of each finding."""
+    for split, count, start in (("train", 20, 0), ("val", 8, 100)):
+        for label in ("red", "blue"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(start, start + count):
+                seed = zlib.crc32(f"{label}{i}".encode())
+                scene_image(seed, COLORS[label]).save(folder / f"{label}_{i}.png")
+    # a red scene filed under blue
+    scene_image(zlib.crc32(b"flip"), COLORS["red"]).save(root / "train/blue/flipped.png")
+    # a cropped, resized, re-encoded copy of a training image in validation
+    with Image.open(root / "train/red/red_3.png") as original:
+        copy = original.crop((4, 3, 91, 92)).resize((120, 122))
+    copy.save(root / "val/red/copy_of_red_3.jpg", quality=80)
+    # a checkerboard: like nothing else
+    board = (np.indices((96, 96)).sum(0) // 12 % 2 * 255).astype(np.uint8)
+    Image.fromarray(board).convert("RGB").save(root / "train/red/checkerboard.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write(tmp_path_factory.mktemp("audit") / "data")
+
+
+@pytest.fixture(scope="module")
+def result(data: Path) -> graft.audit.AuditResult:
+    return graft.audit.audit(data, out=data.parent / "audit", engine="torch", report=True)
+
+
+def _name(result: graft.audit.AuditResult, row: int) -> str:
+    return result.samples[row].path.name
+
+
+def test_the_planted_copy_is_the_closest_pair_across_splits(
+    result: graft.audit.AuditResult,
+) -> None:
+    across = [pair for pair in result.duplicates if pair.across]
+    assert across, "the copy in validation was not found"
+    best = across[0]
+    assert (_name(result, best.first), _name(result, best.second)) == (
+        "red_3.png",
+        "copy_of_red_3.jpg",
+    )
+    assert best.cosine > 0.9 and best.hamming <= 8 and not best.exact
+    assert result.samples[best.second].split == "val"
+
+
+def test_the_flipped_label_is_among_the_top_suspects(result: graft.audit.AuditResult) -> None:
+    top = [_name(result, row) for row in np.argsort(-result.suspect)[:3]]
+    assert "flipped.png" in top
+    issue = next(i for i in result.label_issues if _name(result, i.row) == "flipped.png")
+    assert (issue.given, issue.suggested) == ("blue", "red")
+
+
+def test_the_checkerboard_is_the_first_outlier(result: graft.audit.AuditResult) -> None:
+    assert result.outliers and _name(result, result.outliers[0].row) == "checkerboard.png"
+    assert all(_name(result, o.row) != "red_3.png" for o in result.outliers)
+    assert result.overlap[0]["classes"] in (["blue", "red"], ["red", "blue"])
+
+
+def test_audit_json_and_fixes_csv_list_the_findings(result: graft.audit.AuditResult) -> None:
+    assert result.out is not None
+    written = json.loads((result.out / "audit.json").read_text())
+    assert written["kind"] == "graft-audit"
+    assert written["summary"] == result.summary()
+    first = written["near_duplicates"][0]
+    assert Path(first["second"]["path"]).name == "copy_of_red_3.jpg"
+    with open(result.out / "fixes.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    by_name = {Path(row["path"]).name: row for row in rows}
+    assert by_name["copy_of_red_3.jpg"]["suggested"] == "drop"
+    assert by_name["flipped.png"]["suggested"] == "relabel"
+    assert by_name["flipped.png"]["label"] == "red"
+    assert all(row["action"] == "keep" for row in rows)  # nothing changes until the user says
+
+
+def test_audit_refuses_a_folder_it_did_not_write(data: Path, tmp_path: Path) -> None:
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "chapter1.tex").write_text("precious")
+    with pytest.raises(ConfigError, match="not a graft audit"):
+        graft.audit.audit(data, out=thesis, engine="torch")
+    assert (thesis / "chapter1.tex").read_text() == "precious"
+    assert sorted(p.name for p in thesis.iterdir()) == ["chapter1.tex"]
+
+
+def test_fixes_drop_and_relabel_without_touching_files(data: Path, tmp_path: Path) -> None:
+    fixes = tmp_path / "fixes.csv"
+    fixes.write_text(
+        "path,action,label\n"
+        f"{data / 'train/blue/flipped.png'},relabel,red\n"
+        f"{data / 'val/red/copy_of_red_3.jpg'},drop,\n"
+        f"{data / 'train/red/red_0.png'},keep,\n"
+        f"{tmp_path / 'gone.png'},drop,\n"
+    )
+    before = {p: p.stat().st_mtime_ns for p in data.rglob("*") if p.is_file()}
+    run = train_linear(
+        data,
+        out=tmp_path / "run",
+        data_options=DataOptions(fixes=fixes),
+        options=LinearOptions(engine="torch"),
+    )
+    assert before == {p: p.stat().st_mtime_ns for p in data.rglob("*") if p.is_file()}
+    with open(run.run_dir / "split.csv", newline="") as handle:
+        manifest = {Path(row["path"]).name: row for row in csv.DictReader(handle)}
+    assert manifest["flipped.png"]["label"] == "red"
+    assert "copy_of_red_3.jpg" not in manifest
+    recorded = json.loads((run.run_dir / "config.json").read_text())["data"]["fixes"]
+    assert recorded == {"file": str(fixes), "dropped": 1, "relabelled": 1, "unmatched": 1}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("image,label\na.png,cat\n", "first line must be the header"),
+        ("path,action,label\na.png,delete,\n", "line 2: action 'delete'"),
+        ("path,action,label\na.png,relabel,\n", "line 2: relabel needs the new class"),
+    ],
+)
+def test_a_bad_fixes_file_is_one_clear_error(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "fixes.csv"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message) as caught:
+        read_fixes(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_train_warns_of_near_copies_and_dedupe_near_drops_the_later_one(
+    data: Path, tmp_path: Path
+) -> None:
+    plain = train_linear(data, out=tmp_path / "plain", options=LinearOptions(engine="torch"))
+    found = plain.report.near_duplicates
+    assert found["pairs"] >= 1 and found["dropped"] == 0
+    assert Path(found["listed"][0]["second"]).name == "copy_of_red_3.jpg"
+    assert any("near-copies" in warning for warning in plain.report.warnings)
+    deduped = train_linear(
+        data,
+        out=tmp_path / "deduped",
+        data_options=DataOptions(dedupe="near"),
+        options=LinearOptions(engine="torch"),
+    )
+    config = json.loads((deduped.run_dir / "config.json").read_text())["data"]
+    assert config["near_duplicates_across_splits"]["dropped"] == found["pairs"]
+    assert "copy_of_red_3.jpg" in {Path(p).name for p in config["dropped"]}
+    names = {s.path.name for s in deduped.report.images.samples}
+    assert "copy_of_red_3.jpg" not in names and "red_3.png" in names
+    assert deduped.metrics["val"]["n"] == plain.metrics["val"]["n"] - found["pairs"]
+
+
+def test_cli_audit_prints_the_findings_and_where_it_saved(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli-audit"
+    result = CliRunner().invoke(
+        app, ["audit", str(data), "--out", str(out), "--engine", "torch"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "copy_of_red_3.jpg" in result.output
+    assert "likely label errors" in result.output and "flipped.png" in result.output
+    assert "--fixes" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["audit.json", "fixes.csv"]
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)"
+)
+def test_audit_html_shows_every_image_in_a_real_browser(
+    result: graft.audit.AuditResult, tmp_path: Path
+) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    assert result.out is not None
+    report = result.out / "audit.html"
+    text = report.read_text()
+    assert "<script" not in text.lower() and "http" not in text
+    expected = 2 * len(result.duplicates) + len(result.label_issues) + len(result.outliers)
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(report.as_uri())
+        widths = page.evaluate(
+            "Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)"
+        )
+        assert len(widths) == expected
+        assert all(width > 0 for width in widths)
+        alts = page.evaluate("Array.from(document.images).map(i => i.alt)")
+        assert {"copy_of_red_3.jpg", "flipped.png", "checkerboard.png"} <= set(alts)
+        page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
+        browser.close()
