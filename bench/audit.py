@@ -89,7 +89,7 @@ def linked_copy(
 def measure(name: str, source: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
-    import graft.audit
+    import graft
 
     target = work / name
     flipped, planted = linked_copy(
@@ -99,7 +99,7 @@ def measure(name: str, source: Path, args: argparse.Namespace, work: Path) -> di
     seconds = {}
     for phase in ("cold", "warm"):
         start = time.perf_counter()
-        result = graft.audit.audit(target, out=work / f"audit-{name}-{phase}")
+        result = graft.audit(target, out=work / f"audit-{name}-{phase}")
         seconds[phase] = round(time.perf_counter() - start, 1)
     paths = [sample.path for sample in result.samples]
     truth = np.array([path in flipped for path in paths])

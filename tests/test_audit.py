@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import graft.audit
-from graft.audit.fixes import read_fixes
+import graft
+from graft.auditing.fixes import read_fixes
 from graft.cli import app
 from graft.data.prepare import DataOptions
 from graft.errors import ConfigError
@@ -52,16 +52,16 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def result(data: Path) -> graft.audit.AuditResult:
-    return graft.audit.audit(data, out=data.parent / "audit", engine="torch", report=True)
+def result(data: Path) -> graft.AuditResult:
+    return graft.audit(data, out=data.parent / "audit", engine="torch", report=True)
 
 
-def _name(result: graft.audit.AuditResult, row: int) -> str:
+def _name(result: graft.AuditResult, row: int) -> str:
     return result.samples[row].path.name
 
 
 def test_the_planted_copy_is_the_closest_pair_across_splits(
-    result: graft.audit.AuditResult,
+    result: graft.AuditResult,
 ) -> None:
     across = [pair for pair in result.duplicates if pair.across]
     assert across, "the copy in validation was not found"
@@ -74,20 +74,20 @@ def test_the_planted_copy_is_the_closest_pair_across_splits(
     assert result.samples[best.second].split == "val"
 
 
-def test_the_flipped_label_is_among_the_top_suspects(result: graft.audit.AuditResult) -> None:
+def test_the_flipped_label_is_among_the_top_suspects(result: graft.AuditResult) -> None:
     top = [_name(result, row) for row in np.argsort(-result.suspect)[:3]]
     assert "flipped.png" in top
     issue = next(i for i in result.label_issues if _name(result, i.row) == "flipped.png")
     assert (issue.given, issue.suggested) == ("blue", "red")
 
 
-def test_the_checkerboard_is_the_first_outlier(result: graft.audit.AuditResult) -> None:
+def test_the_checkerboard_is_the_first_outlier(result: graft.AuditResult) -> None:
     assert result.outliers and _name(result, result.outliers[0].row) == "checkerboard.png"
     assert all(_name(result, o.row) != "red_3.png" for o in result.outliers)
     assert result.overlap[0]["classes"] in (["blue", "red"], ["red", "blue"])
 
 
-def test_audit_json_and_fixes_csv_list_the_findings(result: graft.audit.AuditResult) -> None:
+def test_audit_json_and_fixes_csv_list_the_findings(result: graft.AuditResult) -> None:
     assert result.out is not None
     written = json.loads((result.out / "audit.json").read_text())
     assert written["kind"] == "graft-audit"
@@ -108,7 +108,7 @@ def test_audit_refuses_a_folder_it_did_not_write(data: Path, tmp_path: Path) -> 
     thesis.mkdir()
     (thesis / "chapter1.tex").write_text("precious")
     with pytest.raises(ConfigError, match="not a graft audit"):
-        graft.audit.audit(data, out=thesis, engine="torch")
+        graft.audit(data, out=thesis, engine="torch")
     assert (thesis / "chapter1.tex").read_text() == "precious"
     assert sorted(p.name for p in thesis.iterdir()) == ["chapter1.tex"]
 
@@ -192,7 +192,7 @@ def test_cli_audit_prints_the_findings_and_where_it_saved(data: Path, tmp_path: 
     CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)"
 )
 def test_audit_html_shows_every_image_in_a_real_browser(
-    result: graft.audit.AuditResult, tmp_path: Path
+    result: graft.AuditResult, tmp_path: Path
 ) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     assert result.out is not None

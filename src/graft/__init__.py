@@ -17,6 +17,7 @@ __getattr__, __dir__, _ = lazy_loader.attach(
     __name__,
     submodules=["datasets"],
     submod_attrs={
+        "auditing": ["AuditResult", "audit"],
         "classification": ["Classification", "LabelScore", "classify"],
         "evaluation": ["evaluate"],
         "predictor": ["Prediction", "Predictor", "load"],
@@ -37,6 +38,7 @@ __getattr__, __dir__, _ = lazy_loader.attach(
 
 __all__ = [
     "DEFAULT_BACKBONE",
+    "AuditResult",
     "BackboneRecord",
     "Classification",
     "ConfigError",
@@ -50,6 +52,7 @@ __all__ = [
     "Preprocessing",
     "WeightsError",
     "add_weights",
+    "audit",
     "classify",
     "create_model",
     "datasets",
@@ -62,6 +65,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from graft import datasets
+    from graft.auditing import AuditResult, audit
     from graft.classification import Classification, LabelScore, classify
     from graft.errors import ConfigError, DataError, GraftError, NetworkError, WeightsError
     from graft.evaluation import evaluate

@@ -36,7 +36,7 @@ def audit(
     as_json: bool = typer.Option(False, "--json", help="Print audit.json's content."),
 ) -> None:
     """Audit a dataset: copies across and within splits, likely label errors, outliers."""
-    from graft.audit import audit as run_audit
+    from graft.auditing import audit as run_audit
 
     console = Console(stderr=as_json)
     with extraction_progress(console, "features") as progress:

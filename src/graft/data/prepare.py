@@ -92,7 +92,7 @@ def prepare(
         images = from_items(data, source=name or "items")
     fixed: dict[str, Any] = {}
     if options.fixes is not None:
-        from graft.audit.fixes import apply_fixes, read_fixes
+        from graft.auditing.fixes import apply_fixes, read_fixes
 
         images, fixed = apply_fixes(images, read_fixes(options.fixes))
         fixed = {"file": str(options.fixes), **fixed}

@@ -43,7 +43,7 @@ class DataReport:
         dropped: Samples dropped by ``dedupe``.
         warnings: Human-readable warnings, each with its fix.
         near_duplicates: What the cross-split near-copy check found and dropped
-            (:func:`graft.audit.leakage.check_near_duplicates`).
+            (:func:`graft.auditing.leakage.check_near_duplicates`).
         fixes: What a ``--fixes`` file changed (dropped, relabelled, unmatched).
     """
 

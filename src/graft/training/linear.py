@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from graft.audit.leakage import check_near_duplicates
+from graft.auditing.leakage import check_near_duplicates
 from graft.data.dataset import LabelledImages
 from graft.data.prepare import DataOptions, prepare
 from graft.data.splits import write_manifest

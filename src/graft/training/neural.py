@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from graft.audit.leakage import check_near_duplicates
+from graft.auditing.leakage import check_near_duplicates
 from graft.data.dataset import LabelledImages, Sample
 from graft.data.prepare import DataOptions, prepare
 from graft.data.splits import write_manifest

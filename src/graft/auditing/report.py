@@ -6,7 +6,7 @@ opens offline and can be mailed. At most ``SHOWN`` items per finding are drawn (
 ``audit.json``).
 
 Example:
-    >>> from graft.audit.api import audit
+    >>> from graft.auditing.api import audit
     >>> result = audit("data/", report=True)  # doctest: +SKIP
     >>> (result.out / "audit.html").exists()  # doctest: +SKIP
     True
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from graft.evaluation.report import Section, image_tag, paragraph, table, write_html
 
 if TYPE_CHECKING:
-    from graft.audit.api import AuditResult
+    from graft.auditing.api import AuditResult
 
 SHOWN = 40
 THUMB = 160

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from graft.audit.findings import near_duplicates
-from graft.audit.phash import perceptual_hashes
+from graft.auditing.findings import near_duplicates
+from graft.auditing.phash import perceptual_hashes
 from graft.data.validate import DataReport
 
 #: Pairs listed in ``config.json`` (the count is always complete).

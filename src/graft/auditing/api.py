@@ -10,7 +10,7 @@ Example:
     >>> import graft, tempfile, pathlib
     >>> from graft.datasets import elpv
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "audit"
-    >>> result = graft.audit.audit(elpv("binary")[:120], out=out, name="elpv")  # doctest: +SKIP
+    >>> result = graft.audit(elpv("binary")[:120], out=out, name="elpv")  # doctest: +SKIP
     >>> sorted(p.name for p in out.iterdir())  # doctest: +SKIP
     ['audit.json', 'fixes.csv']
 """
@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from graft.audit import findings
-from graft.audit.fixes import Suggestion, write_fixes
-from graft.audit.phash import perceptual_hashes
+from graft.auditing import findings
+from graft.auditing.fixes import Suggestion, write_fixes
+from graft.auditing.phash import perceptual_hashes
 from graft.data.dataset import LabelledImages, Sample
 from graft.data.prepare import DataOptions, prepare
 from graft.errors import ConfigError, DataError
@@ -283,7 +283,7 @@ def audit(
     folder.mkdir(parents=True, exist_ok=True)
     write_fixes(folder / FIXES, result.suggestions())
     if report:
-        from graft.audit.report import write_audit_report
+        from graft.auditing.report import write_audit_report
 
         write_audit_report(result, folder / AUDIT_HTML)
         lap("report")

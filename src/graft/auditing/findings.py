@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from graft.audit.phash import hamming
+from graft.auditing.phash import hamming
 
 #: A pair is a near-duplicate when its features' cosine similarity is at least this and its
 #: perceptual hashes differ in at most ``HAMMING_CONFIRM`` bits, or when the cosine alone is at

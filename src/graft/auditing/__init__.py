@@ -1,12 +1,12 @@
 """``graft audit``: know your data before you trust a score.
 
 Example:
-    >>> from graft.audit import audit, read_fixes
+    >>> from graft.auditing import audit, read_fixes
     >>> callable(audit), callable(read_fixes)
     (True, True)
 """
 
-from graft.audit.api import AuditResult, audit
-from graft.audit.fixes import Fix, apply_fixes, read_fixes
+from graft.auditing.api import AuditResult, audit
+from graft.auditing.fixes import Fix, apply_fixes, read_fixes
 
 __all__ = ["AuditResult", "Fix", "apply_fixes", "audit", "read_fixes"]
