@@ -214,3 +214,19 @@ def test_audit_html_shows_every_image_in_a_real_browser(
         assert {"copy_of_red_3.jpg", "flipped.png", "checkerboard.png"} <= set(alts)
         page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
         browser.close()
+
+
+def test_without_features_the_check_uses_perceptual_hashes_alone(data: Path) -> None:
+    """The neural strategies run the check before any feature exists."""
+    from graft.auditing.leakage import check_near_duplicates
+    from graft.data.prepare import prepare
+
+    report = prepare(data)
+    keep = check_near_duplicates(report, dedupe="near")
+    assert report.near_duplicates["method"] == "perceptual hash"
+    assert [Path(pair["second"]).name for pair in report.near_duplicates["listed"]] == [
+        "copy_of_red_3.jpg"
+    ]
+    assert int((~keep).sum()) == 1
+    assert "copy_of_red_3.jpg" not in {s.path.name for s in report.images.samples}
+    assert len(report.hashes) == len(report.images.samples)
