@@ -131,17 +131,15 @@ def measure(name: str, source: Path, args: argparse.Namespace, work: Path) -> di
             {
                 "first": str(paths[p.first].relative_to(target)),
                 "second": str(paths[p.second].relative_to(target)),
+                "similarity": p.similarity,
                 "cosine": round(p.cosine, 3),
                 "hamming": p.hamming,
                 "exact": p.exact,
             }
-            for p in others[:8]
+            for p in others[:20]
         ],
         "planted_missed": [
-            {
-                "copy": str(copy.relative_to(target)),
-                "cosine": round(float(_cosine(result, paths, original, copy)), 3),
-            }
+            str(copy.relative_to(target))
             for original, copy in planted
             if (original, copy) not in found
         ],
@@ -152,16 +150,6 @@ def measure(name: str, source: Path, args: argparse.Namespace, work: Path) -> di
         "timings_warm": {k: round(v, 2) for k, v in result.timings.items()},
     }
     return row
-
-
-def _cosine(result: Any, paths: list[Path], a: Path, b: Path) -> float:
-    """Not stored by the audit for pairs it did not report; recomputed from the cache."""
-    from graft.features.extract import FeatureSpec, extract_features
-
-    spec = FeatureSpec.create(result.backbone)
-    features = extract_features([a, b], spec).features
-    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
-    return float(unit[0] @ unit[1])
 
 
 def main() -> None:

@@ -70,7 +70,7 @@ def test_the_planted_copy_is_the_closest_pair_across_splits(
         "red_3.png",
         "copy_of_red_3.jpg",
     )
-    assert best.cosine > 0.9 and best.hamming <= 8 and not best.exact
+    assert best.similarity > 0.5 and best.cosine > 0.9 and not best.exact
     assert result.samples[best.second].split == "val"
 
 
@@ -216,14 +216,14 @@ def test_audit_html_shows_every_image_in_a_real_browser(
         browser.close()
 
 
-def test_without_features_the_check_uses_perceptual_hashes_alone(data: Path) -> None:
+def test_without_features_the_check_uses_thumbnails_alone(data: Path) -> None:
     """The neural strategies run the check before any feature exists."""
     from graft.auditing.leakage import check_near_duplicates
     from graft.data.prepare import prepare
 
     report = prepare(data)
     keep = check_near_duplicates(report, dedupe="near")
-    assert report.near_duplicates["method"] == "perceptual hash"
+    assert report.near_duplicates["method"] == "thumbnails"
     assert [Path(pair["second"]).name for pair in report.near_duplicates["listed"]] == [
         "copy_of_red_3.jpg"
     ]

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from graft.auditing import findings
+from graft.auditing import copies, findings
 from graft.auditing.fixes import Suggestion, write_fixes
-from graft.auditing.phash import perceptual_hashes
+from graft.auditing.thumbnails import thumbnails
 from graft.data.dataset import LabelledImages, Sample
 from graft.data.prepare import DataOptions, prepare
 from graft.errors import ConfigError, DataError
@@ -105,10 +105,10 @@ class AuditResult:
             "summary": self.summary(),
             "thresholds": {
                 "near_duplicate": {
-                    "cosine_min": findings.COSINE_MIN,
-                    "hamming_confirm": findings.HAMMING_CONFIRM,
-                    "cosine_alone": findings.COSINE_ALONE,
-                    "hamming_alone": findings.HAMMING_ALONE,
+                    "neighbours": copies.NEIGHBOURS,
+                    "candidate_min": copies.CANDIDATE_MIN,
+                    "coarse_min": copies.COARSE_MIN,
+                    "fine_min": copies.FINE_MIN,
                 },
                 "outlier": {"k": findings.OUTLIER_K, "iqr_fence": findings.OUTLIER_FENCE},
             },
@@ -116,6 +116,7 @@ class AuditResult:
                 {
                     "first": image(p.first),
                     "second": image(p.second),
+                    "similarity": p.similarity,
                     "cosine": round(p.cosine, 4),
                     "hamming": p.hamming,
                     "across_splits": p.across,
@@ -155,8 +156,8 @@ class AuditResult:
                     Suggestion(
                         self.samples[pair.second].path,
                         "drop",
-                        f"copy of {first.path} in {first.split} (cosine {pair.cosine:.3f}, "
-                        f"hash distance {pair.hamming})",
+                        f"copy of {first.path} in {first.split} (similarity "
+                        f"{pair.similarity:.3f}, cosine {pair.cosine:.3f})",
                     )
                 )
         for issue in self.label_issues:
@@ -185,8 +186,8 @@ class AuditResult:
                     Suggestion(
                         self.samples[pair.second].path,
                         "drop",
-                        f"copy of {first.path} in the same split (cosine {pair.cosine:.3f}, "
-                        f"hash distance {pair.hamming})",
+                        f"copy of {first.path} in the same split (similarity "
+                        f"{pair.similarity:.3f}, cosine {pair.cosine:.3f})",
                     )
                 )
         return rows
@@ -248,9 +249,9 @@ def audit(
         paths, spec, engine=engine, batch_size=batch_size, hashes=prepared.hashes, progress=progress
     )
     lap("features")
-    bits, hashed = perceptual_hashes(paths, prepared.hashes)
-    lap("hashes")
-    ok = extracted.ok & hashed
+    thumbs, thumbed = thumbnails(paths, prepared.hashes)
+    lap("thumbnails")
+    ok = extracted.ok & thumbed
     samples = [sample for sample, keep in zip(prepared.images.samples, ok, strict=True) if keep]
     skipped = list(prepared.problems) + list(extracted.failures)
     if len({sample.label for sample in samples}) < 2:
@@ -260,7 +261,7 @@ def audit(
     classes = sorted(set(labels))
     content = [digest for digest, keep in zip(prepared.hashes, ok, strict=True) if keep]
     duplicates = findings.near_duplicates(
-        features, bits[ok], [sample.split for sample in samples], content=content
+        features, thumbs[ok], [sample.split for sample in samples], content=content
     )
     lap("duplicates")
     proba = findings.out_of_fold_probabilities(features, labels, classes, seed=options.seed)

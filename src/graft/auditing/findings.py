@@ -9,41 +9,27 @@
 
 Example:
     >>> import numpy as np
+    >>> labels = ["cat"] * 6 + ["dog"] * 6
     >>> rng = np.random.default_rng(0)
-    >>> features = rng.normal(size=(6, 8)).astype(np.float32)
-    >>> features[5] = features[0] + 0.01
-    >>> bits = rng.random((6, 64)) > 0.5
-    >>> bits[5] = bits[0]
-    >>> pairs = near_duplicates(features, bits, ["train"] * 5 + ["val"])
-    >>> [(p.first, p.second, p.across) for p in pairs]
-    [(0, 5, True)]
+    >>> features = np.concatenate([rng.normal(0, 1, (6, 8)) + 3, rng.normal(0, 1, (6, 8)) - 3])
+    >>> odd = np.array([[10.0, -10.0] * 4])
+    >>> [o.row for o in outliers(np.vstack([features, odd]), labels + ["cat"])]
+    [12]
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from graft.auditing.phash import hamming
+from graft.auditing.copies import copy_pairs
+from graft.auditing.thumbnails import hamming, perceptual_hashes
 
-#: A pair is a near-duplicate when its features' cosine similarity is at least this and its
-#: perceptual hashes differ in at most ``HAMMING_CONFIRM`` bits, or when the cosine alone is at
-#: least ``COSINE_ALONE``. Calibrated with 50 planted copies (cropped 2-8 % a side, resized,
-#: re-encoded) per dataset, bench/audit.py: on cats_and_dogs_filtered this finds 48 of 50 and
-#: one other pair (a real copy); on potato_disease and brain_mri, whose images are alike
-#: (leaves on one background, centred scans), it finds fewer and more other pairs
-#: (bench/README.md).
-COSINE_MIN = 0.85
-HAMMING_CONFIRM = 20
-COSINE_ALONE = 0.97
-#: Perceptual hashes this close are a copy whatever the features say (a re-encode of the same
-#: picture; on the three sets, distinct photos came no closer than 2 bits only in pairs that
-#: were copies).
-HAMMING_ALONE = 4
-#: Rows of the similarity matrix computed at once (memory stays ``_BLOCK x N`` floats).
+#: Rows of a similarity matrix computed at once (memory stays ``_BLOCK x N`` floats).
 _BLOCK = 1024
 
 
@@ -54,7 +40,9 @@ class Pair:
     Attributes:
         first: Row of the earlier image (train before val before test, then input order).
         second: Row of the later image: the copy ``--dedupe near`` drops.
-        cosine: Cosine similarity of their features (1.0 = same direction).
+        similarity: Correlation of their fine detail once aligned (1.0 for identical files;
+            see :mod:`graft.auditing.copies`).
+        cosine: Cosine similarity of their features (NaN when compared without features).
         hamming: Bits in which their perceptual hashes differ (0 to 64).
         across: The two are in different splits (evaluation leaks into training).
         exact: The files have identical content.
@@ -62,6 +50,7 @@ class Pair:
 
     first: int
     second: int
+    similarity: float
     cosine: float
     hamming: int
     across: bool
@@ -80,60 +69,56 @@ def unit_rows(features: np.ndarray) -> np.ndarray:
 
 def near_duplicates(
     features: np.ndarray | None,
-    bits: np.ndarray,
+    thumbs: np.ndarray,
     splits: Sequence[str | None],
     *,
     content: Sequence[str | None] | None = None,
     within: bool = True,
 ) -> list[Pair]:
-    """Return the near-duplicate pairs, most similar first.
+    """Return the pairs of images that are copies of each other: identical first, then by
+    similarity.
 
     Args:
-        features: ``N x D`` features (any scale), or ``None`` to use the hashes alone (then a
-            pair needs ``HAMMING_ALONE`` bits or fewer).
-        bits: ``N x 64`` perceptual hashes.
+        features: ``N x D`` features (any scale), whose nearest neighbours are candidates beside
+            the thumbnails' (:func:`graft.auditing.copies.copy_pairs`), or ``None``.
+        thumbs: ``N x 64 x 64`` grey thumbnails (:func:`graft.auditing.thumbnails.thumbnails`).
         splits: Each row's split; rows are ordered train, val, test for ``first``/``second``.
-        content: Content hashes, to mark exact copies.
+        content: Content hashes, to add and mark exact copies.
         within: Also return pairs inside one split (otherwise only pairs across splits).
     """
     order = {"train": 0, "val": 1, "test": 2}
-    rank = np.array([order.get(split or "train", 0) for split in splits])
+    rank = [order.get(split or "train", 0) for split in splits]
     unit = unit_rows(features) if features is not None else None
-    n = len(bits)
-    pairs: list[Pair] = []
-    for start in range(0, n, _BLOCK):
-        stop = min(n, start + _BLOCK)
-        distance = hamming(bits[start:stop], bits)
-        if unit is not None:
-            cosine = unit[start:stop] @ unit.T
-            hit = ((cosine >= COSINE_MIN) & (distance <= HAMMING_CONFIRM)) | (
-                cosine >= COSINE_ALONE
+    scores: dict[tuple[int, int], float] = {
+        (match.first, match.second): match.fine for match in copy_pairs(thumbs, unit)
+    }
+    same: dict[str, list[int]] = {}
+    for row, digest in enumerate(content or []):
+        if digest is not None:
+            same.setdefault(digest, []).append(row)
+    for rows in same.values():
+        for a, b in itertools.combinations(rows, 2):
+            scores[(a, b)] = 1.0
+    bits = perceptual_hashes(thumbs) if scores else np.zeros((len(thumbs), 64), dtype=bool)
+    pairs = []
+    for (a, b), similarity in scores.items():
+        across = rank[a] != rank[b]
+        if not (within or across):
+            continue
+        first, second = (a, b) if (rank[a], a) <= (rank[b], b) else (b, a)
+        exact = content is not None and content[a] is not None and content[a] == content[b]
+        pairs.append(
+            Pair(
+                first,
+                second,
+                round(similarity, 4),
+                float(unit[a] @ unit[b]) if unit is not None else float("nan"),
+                int(hamming(bits[a : a + 1], bits[b : b + 1])[0, 0]),
+                across,
+                exact,
             )
-            hit |= distance <= HAMMING_ALONE
-        else:
-            cosine = np.full(distance.shape, np.nan, dtype=np.float32)
-            hit = distance <= HAMMING_ALONE
-        rows, cols = np.nonzero(hit)
-        for row, col in zip((rows + start).tolist(), cols.tolist(), strict=True):
-            if col <= row:
-                continue  # each pair once, never an image with itself
-            across = bool(rank[row] != rank[col])
-            if not (within or across):
-                continue
-            first, second = (row, col) if (rank[row], row) <= (rank[col], col) else (col, row)
-            exact = content is not None and content[row] is not None
-            exact = exact and content[row] == content[col]  # type: ignore[index]
-            pairs.append(
-                Pair(
-                    first,
-                    second,
-                    float(cosine[row - start, col]),
-                    int(distance[row - start, col]),
-                    across,
-                    bool(exact),
-                )
-            )
-    pairs.sort(key=lambda p: p.hamming - 64 * (p.cosine if p.cosine == p.cosine else 0))
+        )
+    pairs.sort(key=lambda p: (not p.exact, -p.similarity, p.first, p.second))
     return pairs
 
 

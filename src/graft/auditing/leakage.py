@@ -2,9 +2,10 @@
 
 An evaluation image that is a resized or re-encoded copy of a training image inflates the
 score as an identical file does, but its content hash differs, so the validation pass cannot
-see it. After the data is validated, :func:`check_near_duplicates` compares the perceptual
-hashes of every image (and, for the linear probe, the features it has just computed) across
-splits, warns with the count and, with ``--dedupe near``, drops the later copy of each pair.
+see it. After the data is validated, :func:`check_near_duplicates` compares every image's
+cached grey thumbnail (and, for the linear probe, the features it has just computed) across
+splits (:mod:`graft.auditing.copies`), warns with the count and, with ``--dedupe near``,
+drops the later copy of each pair.
 
 Example:
     >>> from graft.data.prepare import DataOptions, prepare
@@ -19,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from graft.auditing.findings import near_duplicates
-from graft.auditing.phash import perceptual_hashes
+from graft.auditing.thumbnails import thumbnails
 from graft.data.validate import DataReport
 
 #: Pairs listed in ``config.json`` (the count is always complete).
@@ -35,8 +36,7 @@ def check_near_duplicates(
         report: The validated data; its ``warnings``, ``near_duplicates`` and, with
             ``dedupe="near"``, ``images``/``hashes``/``dropped`` are updated.
         features: Features of ``report.images.samples`` (rows of unreadable images may be
-            NaN), or ``None`` to compare perceptual hashes alone (then only very close copies
-            are found).
+            NaN), whose nearest neighbours are candidates too, or ``None`` (thumbnails alone).
         dedupe: ``near`` drops the later image of each pair (validation before test, both
             after train); anything else only reports.
 
@@ -48,26 +48,25 @@ def check_near_duplicates(
     if len({sample.split for sample in samples}) < 2:
         report.near_duplicates = {"pairs": 0, "dropped": 0, "method": "none (one split)"}
         return keep
-    bits, hashed = perceptual_hashes([s.path for s in samples], report.hashes)
-    usable = hashed.copy()
+    thumbs, usable = thumbnails([s.path for s in samples], report.hashes)
     if features is not None:
         usable &= np.isfinite(features).all(axis=1)
     rows = np.flatnonzero(usable)
     pairs = near_duplicates(
         features[rows] if features is not None else None,
-        bits[rows],
+        thumbs[rows],
         [samples[row].split for row in rows],
         content=[report.hashes[row] for row in rows],
         within=False,
     )
     pairs = [pair for pair in pairs if not pair.exact]  # identical files: the validation pass
-    method = "features and perceptual hash" if features is not None else "perceptual hash"
+    method = "thumbnails and features" if features is not None else "thumbnails"
     listed = [
         {
             "first": str(samples[rows[p.first]].path),
             "second": str(samples[rows[p.second]].path),
+            "similarity": p.similarity,
             "cosine": round(p.cosine, 4) if features is not None else None,
-            "hamming": p.hamming,
         }
         for p in pairs[:LISTED]
     ]

@@ -42,7 +42,7 @@ def write_audit_report(result: AuditResult, path: Path) -> Path:
             _CSS
             + paragraph(
                 f"{result.source}: {summary['images']} images in {len(result.classes)} classes, "
-                f"compared by the features of {result.backbone} and a perceptual hash."
+                f"compared by aligned thumbnails and the features of {result.backbone}."
             )
             + table(["finding", "count"], list(summary.items()), table_id="summary"),
         ),
@@ -74,7 +74,7 @@ def _pairs(result: AuditResult, *, across: bool) -> str:
     cards = []
     for pair in pairs[:SHOWN]:
         first, second = result.samples[pair.first], result.samples[pair.second]
-        kind = "identical files" if pair.exact else f"cosine {pair.cosine:.3f}"
+        kind = "identical files" if pair.exact else f"similarity {pair.similarity:.3f}"
         cards.append(
             _card(
                 [first.path, second.path],

@@ -67,14 +67,14 @@ def audit(
         f"({summary['exact_duplicates']} exact)",
         highlight=False,
     )
-    table = Table("pair", "splits", "cosine", "hash bits", box=None)
+    table = Table("pair", "splits", "similarity", "cosine", box=None)
     for pair in [p for p in result.duplicates if p.across][:SHOWN]:
         first, second = result.samples[pair.first], result.samples[pair.second]
         table.add_row(
             f"{first.path.name} ~ {second.path.name}",
             f"{first.split}/{second.split}",
+            f"{pair.similarity:.3f}",
             f"{pair.cosine:.3f}",
-            str(pair.hamming),
         )
     if table.row_count:
         console.print(table)
