@@ -6,12 +6,13 @@ thumbnails, whole or with a 5 % border cut off, and the most similar features), 
 candidate pair in two steps:
 
 1. **Align**: the normalised cross-correlation of one thumbnail with each of 81 boxes of the
-   other (each side cut by 0, 4 or 8 %), both at 24 x 24 pixels, in both directions; the best
+   other (each side cut by 0, 4 or 8 %), both at 24 x 24 pixels (from half-size thumbnails),
+   in both directions; the best
    box and its correlation (``coarse``) are kept.
 2. **Confirm**: the correlation of the two at 64 x 64 pixels, high-pass filtered (each pixel
-   minus the mean of its 5 x 5 neighbourhood), in that box (``fine``). Distinct images of one
-   kind (two potato leaves on the same background, two centred scans) correlate well in coarse
-   shape, but not in their fine detail; a copy does in both.
+   minus the mean of its 5 x 5 neighbourhood), in that box refined by 1 % steps (``fine``).
+   Distinct images of one kind (two potato leaves on the same background, two centred
+   scans) correlate well in coarse shape, but not in their fine detail; a copy does in both.
 
 The thresholds are calibrated with planted copies in bench/audit.py (bench/README.md).
 
@@ -49,9 +50,14 @@ NEIGHBOURS = 2
 CANDIDATE_MIN = 0.5
 #: Alignment correlation a copy reaches (planted: >= 0.92).
 COARSE_MIN = 0.85
-#: High-pass correlation a copy reaches in the aligned box (planted: >= 0.49; distinct
-#: leaves of one kind: <= 0.3).
-FINE_MIN = 0.4
+#: High-pass correlation a copy reaches in its refined box (planted: >= 0.85; distinct leaves
+#: of one kind and distinct scans stay below, adjacent slices of one scan reach 0.8-0.9).
+FINE_MIN = 0.8
+#: Box refinement: pairs whose unrefined correlation reaches ``REFINE_FROM`` (planted: >= 0.29)
+#: have each box side moved by ``REFINE_STEP`` while that helps, ``REFINE_ROUNDS`` times.
+REFINE_FROM = 0.25
+REFINE_STEP = 0.01
+REFINE_ROUNDS = 2
 #: Images whose boxes are cut at once (memory: 81 x 24 x 24 floats each).
 _BLOCK = 256
 
@@ -74,25 +80,35 @@ class CopyMatch:
     fine: float
 
 
-def copy_pairs(thumbs: np.ndarray, features: np.ndarray | None = None) -> list[CopyMatch]:
+def copy_pairs(
+    thumbs: np.ndarray, features: np.ndarray | None = None, groups: np.ndarray | None = None
+) -> list[CopyMatch]:
     """Return the pairs of thumbnails that are copies of each other.
 
     Args:
         thumbs: ``N x S x S`` ``uint8`` grey thumbnails.
         features: ``N x D`` unit-length features whose nearest neighbours are candidates too.
+        groups: If given, only pairs of rows in different groups (splits) are checked.
     """
     n = len(thumbs)
     if n < 2:
         return []
     side = thumbs.shape[-1]
     images = torch.from_numpy(np.ascontiguousarray(thumbs)).float().unsqueeze(1)
-    whole = _cut(images, torch.arange(n), torch.tensor([[0.0, 0.0, 1.0, 1.0]]), side)[:, 0]
-    inner = _cut(images, torch.arange(n), torch.tensor([[0.05, 0.05, 0.95, 0.95]]), side)[:, 0]
+    # the aligning views are cut from half-size thumbnails, one sample a pixel: 4x cheaper
+    # than sampling the full ones, and the averaging keeps them from aliasing
+    small = avg_pool2d(images, 2)
+    whole = _cut(small, torch.arange(n), torch.tensor([[0.0, 0.0, 1.0, 1.0]]))[:, 0]
+    inner = _cut(small, torch.arange(n), torch.tensor([[0.05, 0.05, 0.95, 0.95]]))[:, 0]
     candidates = _candidates(whole, inner, features)
     if not candidates:
         return []
     pairs = np.array(sorted(candidates), dtype=np.int64)
-    coarse, boxes, flipped = _align(images, whole, pairs, side)
+    if groups is not None:
+        pairs = pairs[groups[pairs[:, 0]] != groups[pairs[:, 1]]]
+        if not len(pairs):
+            return []
+    coarse, boxes, flipped = _align(small, whole, pairs)
     keep = coarse >= COARSE_MIN
     pairs, coarse, boxes, flipped = pairs[keep], coarse[keep], boxes[keep], flipped[keep]
     if not len(pairs):
@@ -110,12 +126,12 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-6)
 
 
-def _cut(images: torch.Tensor, rows: torch.Tensor, boxes: torch.Tensor, side: int) -> torch.Tensor:
+def _cut(images: torch.Tensor, rows: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Normalised ``COARSE_SIDE``-pixel views of ``boxes`` (fractions) of each image in rows."""
-    count = len(boxes)
+    count, side = len(boxes), images.shape[-1]
     index = rows.repeat_interleave(count).float().unsqueeze(1)
     rois = torch.cat([index, boxes.repeat(len(rows), 1) * side], dim=1)
-    views = roi_align(images, rois, (COARSE_SIDE, COARSE_SIDE), sampling_ratio=2, aligned=True)
+    views = roi_align(images, rois, (COARSE_SIDE, COARSE_SIDE), sampling_ratio=1, aligned=True)
     return _normalise(views.reshape(len(rows), count, -1))
 
 
@@ -145,7 +161,7 @@ def _candidates(
 
 
 def _align(
-    images: torch.Tensor, whole: torch.Tensor, pairs: np.ndarray, side: int
+    images: torch.Tensor, whole: torch.Tensor, pairs: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best box correlation of each pair, either image being the one cut."""
     best = np.full(len(pairs), -1.0)
@@ -154,13 +170,12 @@ def _align(
     needed = np.unique(pairs)
     for start in range(0, len(needed), _BLOCK):
         block = needed[start : start + _BLOCK]
-        views = _cut(images, torch.from_numpy(block), _BOXES, side)
-        position = {int(row): i for i, row in enumerate(block)}
+        views = _cut(images, torch.from_numpy(block), _BOXES)
         for column in (0, 1):
             chosen = np.flatnonzero(np.isin(pairs[:, column], block))
             if not len(chosen):
                 continue
-            cut = torch.tensor([position[int(row)] for row in pairs[chosen, column]])
+            cut = torch.from_numpy(np.searchsorted(block, pairs[chosen, column]))
             other = torch.from_numpy(pairs[chosen, 1 - column])
             scores = torch.einsum("pkd,pd->pk", views[cut], whole[other]).max(dim=1)
             values, arg = scores.values.numpy(), scores.indices.numpy()
@@ -174,18 +189,36 @@ def _align(
 def _confirm(
     images: torch.Tensor, pairs: np.ndarray, boxes: np.ndarray, flipped: np.ndarray, side: int
 ) -> np.ndarray:
-    """High-pass correlation of each pair at full thumbnail size, in its aligned box."""
-    cut_rows = np.where(flipped, pairs[:, 1], pairs[:, 0])
-    whole_rows = np.where(flipped, pairs[:, 0], pairs[:, 1])
-    rois = torch.cat(
-        [torch.from_numpy(cut_rows).float().unsqueeze(1), _BOXES[torch.from_numpy(boxes)] * side],
-        dim=1,
-    )
-    cut = roi_align(images, rois, (side, side), sampling_ratio=2, aligned=True)
-    other = images[torch.from_numpy(whole_rows)]
-    a = _normalise(_high_pass(cut).flatten(1))
-    b = _normalise(_high_pass(other).flatten(1))
-    return (a * b).sum(dim=1).numpy()
+    """High-pass correlation of each pair at full thumbnail size, its box refined.
+
+    The aligning boxes step by 4 % of a side, a pixel and more off at 64 pixels, which is
+    enough to blur fine detail apart; so each side of the box moves by ``REFINE_STEP`` while
+    that raises the correlation (``REFINE_ROUNDS`` rounds), for pairs already above
+    ``REFINE_FROM``.
+    """
+    cut_rows = torch.from_numpy(np.where(flipped, pairs[:, 1], pairs[:, 0])).float().unsqueeze(1)
+    whole_rows = torch.from_numpy(np.where(flipped, pairs[:, 0], pairs[:, 1]))
+    target = _normalise(_high_pass(images[whole_rows]).flatten(1))
+
+    def correlation(box: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        rois = torch.cat([cut_rows[rows], box * side], dim=1)
+        cut = roi_align(images, rois, (side, side), sampling_ratio=1, aligned=True)
+        return (_normalise(_high_pass(cut).flatten(1)) * target[rows]).sum(dim=1)
+
+    box = _BOXES[torch.from_numpy(boxes)].clone()
+    every = torch.arange(len(pairs))
+    score = correlation(box, every)
+    rows = every[(score >= REFINE_FROM) & (score < FINE_MIN)]  # the others are decided
+    for _ in range(REFINE_ROUNDS):
+        for edge in range(4):
+            for step in (-REFINE_STEP, REFINE_STEP):
+                moved = box[rows].clone()
+                moved[:, edge] += step
+                tried = correlation(moved, rows)
+                better = tried > score[rows]
+                box[rows[better]] = moved[better]
+                score[rows[better]] = tried[better]
+    return score.numpy()
 
 
 def _high_pass(x: torch.Tensor) -> torch.Tensor:

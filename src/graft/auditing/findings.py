@@ -89,8 +89,9 @@ def near_duplicates(
     order = {"train": 0, "val": 1, "test": 2}
     rank = [order.get(split or "train", 0) for split in splits]
     unit = unit_rows(features) if features is not None else None
+    groups = None if within else np.array(rank)
     scores: dict[tuple[int, int], float] = {
-        (match.first, match.second): match.fine for match in copy_pairs(thumbs, unit)
+        (match.first, match.second): match.fine for match in copy_pairs(thumbs, unit, groups)
     }
     same: dict[str, list[int]] = {}
     for row, digest in enumerate(content or []):
