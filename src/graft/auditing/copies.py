@@ -175,10 +175,19 @@ def _align(
             chosen = np.flatnonzero(np.isin(pairs[:, column], block))
             if not len(chosen):
                 continue
-            cut = torch.from_numpy(np.searchsorted(block, pairs[chosen, column]))
-            other = torch.from_numpy(pairs[chosen, 1 - column])
-            scores = torch.einsum("pkd,pd->pk", views[cut], whole[other]).max(dim=1)
-            values, arg = scores.values.numpy(), scores.indices.numpy()
+            # each image of the block against its few partners: one batched product, with
+            # no copy of the 81 views per pair
+            position = np.searchsorted(block, pairs[chosen, column])
+            order = np.argsort(position, kind="stable")
+            chosen, position = chosen[order], position[order]
+            counts = np.bincount(position, minlength=len(block))
+            slot = np.arange(len(position)) - np.repeat(np.cumsum(counts) - counts, counts)
+            partners = np.zeros((len(block), int(counts.max())), dtype=np.int64)
+            partners[position, slot] = pairs[chosen, 1 - column]
+            products = torch.bmm(views, whole[torch.from_numpy(partners)].transpose(1, 2))
+            scores = products.max(dim=1)
+            values = scores.values.numpy()[position, slot]
+            arg = scores.indices.numpy()[position, slot]
             better = values > best[chosen]
             best[chosen[better]] = values[better]
             box[chosen[better]] = arg[better]
@@ -196,22 +205,23 @@ def _confirm(
     that raises the correlation (``REFINE_ROUNDS`` rounds), for pairs already above
     ``REFINE_FROM``.
     """
+    detail = _high_pass(images)  # filtered once; resampling a box of it barely changes it
     cut_rows = torch.from_numpy(np.where(flipped, pairs[:, 1], pairs[:, 0])).float().unsqueeze(1)
     whole_rows = torch.from_numpy(np.where(flipped, pairs[:, 0], pairs[:, 1]))
-    target = _normalise(_high_pass(images[whole_rows]).flatten(1))
+    target = _normalise(detail[whole_rows].flatten(1))
 
     def correlation(box: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         rois = torch.cat([cut_rows[rows], box * side], dim=1)
-        cut = roi_align(images, rois, (side, side), sampling_ratio=1, aligned=True)
-        return (_normalise(_high_pass(cut).flatten(1)) * target[rows]).sum(dim=1)
+        cut = roi_align(detail, rois, (side, side), sampling_ratio=1, aligned=True)
+        return (_normalise(cut.flatten(1)) * target[rows]).sum(dim=1)
 
     box = _BOXES[torch.from_numpy(boxes)].clone()
     every = torch.arange(len(pairs))
     score = correlation(box, every)
-    rows = every[(score >= REFINE_FROM) & (score < FINE_MIN)]  # the others are decided
     for _ in range(REFINE_ROUNDS):
         for edge in range(4):
             for step in (-REFINE_STEP, REFINE_STEP):
+                rows = every[(score >= REFINE_FROM) & (score < FINE_MIN)]  # others are decided
                 moved = box[rows].clone()
                 moved[:, edge] += step
                 tried = correlation(moved, rows)

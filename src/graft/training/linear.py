@@ -173,6 +173,7 @@ def train_linear(
     clock.lap("extract")
     keep = check_near_duplicates(report, features=features, dedupe=str(data_options.dedupe))
     features, ok = features[keep], ok[keep]
+    clock.lap("near-copies")
     samples = report.images.samples
     report.problems.extend(failures)
     labels = np.array([s.label for s in samples])
