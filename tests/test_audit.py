@@ -230,3 +230,17 @@ def test_without_features_the_check_uses_thumbnails_alone(data: Path) -> None:
     assert int((~keep).sum()) == 1
     assert "copy_of_red_3.jpg" not in {s.path.name for s in report.images.samples}
     assert len(report.hashes) == len(report.images.samples)
+
+
+def test_a_class_of_one_image_is_audited_and_suspect() -> None:
+    from graft.auditing.findings import out_of_fold_probabilities
+
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(3, 1, (10, 4)), rng.normal(-3, 1, (10, 4))])
+    features = np.vstack([features, rng.normal(3, 1, (1, 4))])
+    labels = ["a"] * 10 + ["b"] * 10 + ["c"]
+    proba = out_of_fold_probabilities(features, labels, ["a", "b", "c"])
+    assert proba.shape == (21, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    assert proba[-1].argmax() == 0 and proba[-1, 2] == 0.0  # no probe saw class c
+    assert (proba[:10].argmax(axis=1) == 0).all() and (proba[10:20].argmax(axis=1) == 1).all()

@@ -131,7 +131,8 @@ def out_of_fold_probabilities(
     The probe is graft's default head, standardised logistic regression, with ``C = 0.1``
     (moderate regularisation: stable with few images a class, where a per-fold search is not).
     Folds are stratified; a class with fewer images than folds lowers the fold count (at
-    least 2).
+    least 2). A class of one image cannot be in a training fold and its test fold at once: its
+    image gets the probabilities of a probe that never saw the class (so it is suspect).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -143,8 +144,28 @@ def out_of_fold_probabilities(
     folds = max(2, min(5, smallest))
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    proba = cross_val_predict(model, features, y, cv=splitter, method="predict_proba")
-    return np.asarray(proba, dtype=np.float64)
+    if smallest >= 2:
+        proba = cross_val_predict(model, features, y, cv=splitter, method="predict_proba")
+        return np.asarray(proba, dtype=np.float64)
+    # StratifiedKFold refuses singleton classes: fold on the others, predict the singletons
+    # with every fold's probe (none saw them)
+    counts = np.bincount(y, minlength=len(classes))
+    alone = counts[y] < 2
+    proba = np.zeros((len(y), len(classes)))
+    rest = np.flatnonzero(~alone)
+    rest_folds = max(2, min(5, int(counts[counts >= 2].min()))) if rest.size else 0
+    if rest_folds == 0 or len(np.unique(y[rest])) < 2:
+        proba[:] = 1.0 / len(classes)
+        return proba
+    splitter = StratifiedKFold(n_splits=rest_folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(features[rest], y[rest]):
+        fitted = model.fit(features[rest[train]], y[rest[train]])
+        seen = fitted.classes_
+        proba[np.ix_(rest[test], seen)] = fitted.predict_proba(features[rest[test]])
+        proba[np.ix_(np.flatnonzero(alone), seen)] += (
+            fitted.predict_proba(features[alone]) / rest_folds
+        )
+    return proba
 
 
 @dataclass(frozen=True)
