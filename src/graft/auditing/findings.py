@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -208,7 +209,9 @@ def label_issues(
     y = np.array([list(classes).index(label) for label in labels])
     if len(np.unique(y)) < 2:
         return []
-    flagged = find_label_issues(y, proba, return_indices_ranked_by="self_confidence")
+    with warnings.catch_warnings():  # "too few examples in class k": small classes are fine
+        warnings.simplefilter("ignore", UserWarning)
+        flagged = find_label_issues(y, proba, return_indices_ranked_by="self_confidence")
     return [
         LabelIssue(
             int(row),
