@@ -122,9 +122,10 @@ def _more(count: int) -> str:
 
 def _card(paths: list[Path], caption: str, title: str) -> str:
     images = "".join(image_tag(_thumbnail(path), path.name) for path in paths)
+    names = " ~ ".join(path.name for path in paths)
     return (
         f'<div class="finding" title="{html.escape(title)}">{images}'
-        f"<div>{html.escape(caption)}</div></div>"
+        f"<div><b>{html.escape(names)}</b></div><div>{html.escape(caption)}</div></div>"
     )
 
 
