@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from graft.auditing import copies, findings
-from graft.auditing.fixes import Suggestion, write_fixes
+from graft.auditing.fixes import Suggestion, read_fixes, write_fixes
 from graft.auditing.thumbnails import thumbnails
 from graft.data.dataset import LabelledImages, Sample
 from graft.data.prepare import DataOptions, prepare
@@ -40,6 +40,7 @@ from graft.zoo.registry import DEFAULT_BACKBONE
 AUDIT_JSON = "audit.json"
 AUDIT_HTML = "audit.html"
 FIXES = "fixes.csv"
+FIXES_NEW = "fixes.new.csv"
 #: ``audit.json``'s ``kind``: how graft knows a folder holds an audit it wrote.
 KIND = "graft-audit"
 
@@ -61,6 +62,8 @@ class AuditResult:
         skipped: ``(path, reason)`` of unusable files.
         timings: Seconds per phase.
         out: The folder the files were written to.
+        fixes_file: The decisions file written: ``fixes.csv``, or ``fixes.new.csv`` when the
+            folder's ``fixes.csv`` already holds the user's decisions.
     """
 
     source: str
@@ -75,6 +78,7 @@ class AuditResult:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     out: Path | None = None
+    fixes_file: Path | None = None
 
     def summary(self) -> dict[str, int]:
         """Counts of each finding."""
@@ -282,14 +286,29 @@ def audit(
     )
     lap("findings")
     folder.mkdir(parents=True, exist_ok=True)
-    write_fixes(folder / FIXES, result.suggestions())
+    write_json_atomic(folder / AUDIT_JSON, result.to_dict())  # first: it marks the folder ours
+    # a fixes.csv the user has edited is never replaced: the new suggestions go beside it
+    result.fixes_file = folder / (FIXES_NEW if _has_decisions(folder / FIXES) else FIXES)
+    write_fixes(result.fixes_file, result.suggestions())
+    html = folder / AUDIT_HTML
     if report:
         from graft.auditing.report import write_audit_report
 
-        write_audit_report(result, folder / AUDIT_HTML)
+        write_audit_report(result, html)
         lap("report")
-    write_json_atomic(folder / AUDIT_JSON, result.to_dict())
+    elif html.is_file() and not html.is_symlink():
+        html.unlink()  # an earlier audit's report, which no longer matches audit.json
     return result
+
+
+def _has_decisions(path: Path) -> bool:
+    """Whether ``path`` is a fixes file with any action other than keep (or unreadable)."""
+    if not path.exists():
+        return False
+    try:
+        return any(fix.action != "keep" for fix in read_fixes(path))
+    except ConfigError:
+        return True
 
 
 def _check_out(folder: Path) -> None:

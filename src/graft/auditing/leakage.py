@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from graft.auditing.findings import near_duplicates
@@ -43,11 +45,20 @@ def check_near_duplicates(
     Returns:
         A boolean mask over the samples as they were on entry: False for dropped rows.
     """
+    return apply_near_copies(report, find_near_copies(report, features=features, dedupe=dedupe))
+
+
+def find_near_copies(
+    report: DataReport, *, features: np.ndarray | None = None, dedupe: str = "none"
+) -> dict[str, Any]:
+    """What :func:`check_near_duplicates` records, without changing ``report``.
+
+    Distributed training computes this on one process and sends it to the others, so every
+    process drops the same images.
+    """
     samples = report.images.samples
-    keep = np.ones(len(samples), dtype=bool)
     if len({sample.split for sample in samples}) < 2:
-        report.near_duplicates = {"pairs": 0, "dropped": 0, "method": "none (one split)"}
-        return keep
+        return {"pairs": 0, "dropped": 0, "method": "none (one split)", "drop_rows": []}
     thumbs, usable = thumbnails([s.path for s in samples], report.hashes)
     if features is not None:
         usable &= np.isfinite(features).all(axis=1)
@@ -61,38 +72,44 @@ def check_near_duplicates(
     )
     pairs = [pair for pair in pairs if not pair.exact]  # identical files: the validation pass
     method = "thumbnails and features" if features is not None else "thumbnails"
-    listed = [
-        {
-            "first": str(samples[rows[p.first]].path),
-            "second": str(samples[rows[p.second]].path),
-            "similarity": p.similarity,
-            "cosine": round(p.cosine, 4) if features is not None else None,
-        }
-        for p in pairs[:LISTED]
-    ]
-    if dedupe == "near":
-        for pair in pairs:
-            keep[rows[pair.second]] = False
-    dropped = int((~keep).sum())
-    report.near_duplicates = {
+    drop_rows = sorted({int(rows[pair.second]) for pair in pairs}) if dedupe == "near" else []
+    found: dict[str, Any] = {
         "pairs": len(pairs),
-        "dropped": dropped,
+        "dropped": len(drop_rows),
         "method": method,
-        "listed": listed,
+        "listed": [
+            {
+                "first": str(samples[rows[p.first]].path),
+                "second": str(samples[rows[p.second]].path),
+                "similarity": p.similarity,
+                "cosine": round(p.cosine, 4) if features is not None else None,
+            }
+            for p in pairs[:LISTED]
+        ],
+        "drop_rows": drop_rows,
     }
     if pairs:
         action = (
-            f"dropped the later copy of each ({dropped} images, --dedupe near)"
+            f"dropped the later copy of each ({len(drop_rows)} images, --dedupe near)"
             if dedupe == "near"
             else "they leak evaluation images into training: check them with graft audit, or "
             "pass --dedupe near to drop the later copy"
         )
-        warning = (
+        found["warning"] = (
             f"{len(pairs)} image pairs across splits look like near-copies ({method}); {action}"
         )
-        report.near_duplicates["warning"] = warning
-        report.warnings.append(warning)
-    if dropped:
+    return found
+
+
+def apply_near_copies(report: DataReport, found: dict[str, Any]) -> np.ndarray:
+    """Record ``found`` (:func:`find_near_copies`) in ``report`` and drop its rows."""
+    samples = report.images.samples
+    keep = np.ones(len(samples), dtype=bool)
+    keep[found["drop_rows"]] = False
+    report.near_duplicates = {k: v for k, v in found.items() if k != "drop_rows"}
+    if "warning" in found:
+        report.warnings.append(found["warning"])
+    if not keep.all():
         report.dropped.extend(s for s, k in zip(samples, keep, strict=True) if not k)
         report.images = report.images.with_samples(
             [s for s, k in zip(samples, keep, strict=True) if k]

@@ -102,10 +102,10 @@ def audit(
             ),
             highlight=False,
         )
-    assert result.out is not None
-    files = "audit.json, fixes.csv" + (", audit.html" if report else "")
+    assert result.out is not None and result.fixes_file is not None
+    files = f"audit.json, {result.fixes_file.name}" + (", audit.html" if report else "")
     console.print(
-        f"saved {files} in [bold]{result.out}[/bold]; edit fixes.csv (keep/drop/relabel) and "
-        f"train with: graft train {data} --fixes {result.out / 'fixes.csv'}",
+        f"saved {files} in [bold]{result.out}[/bold]; edit {result.fixes_file.name} "
+        f"(keep/drop/relabel) and train with: graft train {data} --fixes {result.fixes_file}",
         highlight=False,
     )

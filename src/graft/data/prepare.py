@@ -90,13 +90,13 @@ def prepare(
         images = read_labelled(data, root=options.root)
     else:
         images = from_items(data, source=name or "items")
+    images = assign_splits(images, val=options.val, test=options.test, seed=options.seed)
     fixed: dict[str, Any] = {}
-    if options.fixes is not None:
+    if options.fixes is not None:  # after the split: every image keeps the split it had
         from graft.auditing.fixes import apply_fixes, read_fixes
 
         images, fixed = apply_fixes(images, read_fixes(options.fixes))
         fixed = {"file": str(options.fixes), **fixed}
-    images = assign_splits(images, val=options.val, test=options.test, seed=options.seed)
     images = subset_train(
         images, per_class=options.per_class, limit=options.limit, seed=options.seed
     )

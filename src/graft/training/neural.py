@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from graft.auditing.leakage import check_near_duplicates
+from graft.auditing.leakage import apply_near_copies, find_near_copies
 from graft.data.dataset import LabelledImages, Sample
 from graft.data.prepare import DataOptions, prepare
 from graft.data.splits import write_manifest
@@ -305,6 +305,11 @@ def train_neural(
         options = NeuralOptions(**config["options"])
         data_options = DataOptions(**{**config["data"]["options"], "root": None})
         report = prepare(run_dir / MANIFEST, DataOptions(seed=data_options.seed))
+        # split.csv already holds the data after fixes and drops; keep the record of them
+        stored = config.get("data", {})
+        report.near_duplicates = stored.get("near_duplicates_across_splits", {})
+        report.fixes = stored.get("fixes", {})
+        report.dropped = [Sample(Path(path), "") for path in stored.get("dropped", [])]
     else:
         options = options or NeuralOptions()
         data_options = data_options or DataOptions()
@@ -312,13 +317,17 @@ def train_neural(
         if data is None:
             raise ConfigError("no data given; pass DATA, or --resume RUN_DIR")
         report = prepare(data, data_options, name=name)
-        check_near_duplicates(report, dedupe=str(data_options.dedupe))
         run_dir = context.broadcast(  # every process writes to rank 0's choice
             Path(out)
             if out is not None
             else default_run_dir(report.images.source, options.strategy)
         )
         check_replaceable(run_dir, overwrite=overwrite, resume_hint=True)
+        # rank 0 decides which near-copies to drop, so every process trains on the same images
+        found = (
+            find_near_copies(report, dedupe=str(data_options.dedupe)) if context.is_main else None
+        )
+        apply_near_copies(report, context.broadcast(found))
         config = {}
     trainer = _Trainer(
         run_dir,
