@@ -336,3 +336,30 @@ def test_fixes_for_other_data_or_an_unknown_class_are_refused(data: Path, tmp_pa
     latin.write_bytes("path,action,label\nd\xe9j\xe0.png,drop,\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="not UTF-8 text"):
         read_fixes(latin)
+
+
+def test_a_resumed_neural_run_keeps_its_record_of_dropped_copies(
+    data: Path, tmp_path: Path
+) -> None:
+    from graft.faults import InjectedCrash, reset_counts
+    from graft.training import NeuralOptions, train_neural
+
+    options = NeuralOptions(
+        strategy="head", epochs=2, augment="none", engine="torch", workers=0, batch_size=16
+    )
+    # training refuses images that fail to decode mid-epoch: leave the truncated one out
+    data = Path(shutil.copytree(data, tmp_path / "data", ignore=shutil.ignore_patterns("000_*")))
+    run = tmp_path / "run"
+    reset_counts()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRAFT_FAULT", "neural.between-checkpoints#1")
+        with pytest.raises(InjectedCrash):
+            train_neural(data, out=run, data_options=DataOptions(dedupe="near"), options=options)
+    first = json.loads((run / "config.json").read_text())["data"]
+    assert first["near_duplicates_across_splits"]["dropped"] >= 1
+    assert "copy_of_red_3.jpg" in {Path(path).name for path in first["dropped"]}
+    train_neural(None, resume=run)
+    final = json.loads((run / "config.json").read_text())
+    assert final["status"] == "complete"
+    for key in ("near_duplicates_across_splits", "dropped"):
+        assert final["data"][key] == first[key]
