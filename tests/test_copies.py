@@ -56,3 +56,22 @@ def test_look_alikes_share_their_layout_but_not_their_detail() -> None:
     thumbs = _set()
     a, b = (t.astype(float).ravel() for t in thumbs[:2])
     assert np.corrcoef(a, b)[0, 1] > 0.9  # what a cosine on coarse pixels would call a copy
+
+
+def test_images_that_look_like_many_others_are_look_alikes_not_copies() -> None:
+    """Uniform solar cells: each passes the check with dozens of others; none is a copy."""
+    rng = np.random.default_rng(5)
+    grid = np.full((256, 256), 170.0)
+    grid[:, ::32] = grid[::40, :] = 60.0  # busbars and fingers, the same on every cell
+    cells = [
+        _thumb(
+            Image.fromarray(np.clip(grid + rng.normal(0, 4, grid.shape), 0, 255).astype(np.uint8))
+        )
+        for _ in range(24)
+    ]
+    thumbs = np.concatenate([_set()[[0, 2]], np.stack(cells)])
+    matches = copy_pairs(thumbs)
+    copies = {(m.first, m.second) for m in matches if not m.generic}
+    alike = [m for m in matches if m.generic]
+    assert copies == {(0, 1)}  # the cropped copy of a distinctive picture stays a copy
+    assert alike and all(m.first >= 2 and m.second >= 2 for m in alike)

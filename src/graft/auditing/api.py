@@ -54,7 +54,8 @@ class AuditResult:
         samples: The audited images (rows of every finding).
         classes: Class names.
         backbone: The backbone whose features were compared.
-        duplicates: Near-duplicate pairs, most similar first (exact copies included).
+        duplicates: Near-duplicate pairs: exact copies, then copies, then look-alikes (pairs
+            of images that each resemble many others), most similar first.
         label_issues: Images confident learning flags, most suspect first.
         suspect: Every image's suspect score (1 - probability of its given label).
         outliers: Images far from all others, farthest first.
@@ -82,12 +83,14 @@ class AuditResult:
 
     def summary(self) -> dict[str, int]:
         """Counts of each finding."""
-        across = sum(pair.across for pair in self.duplicates)
+        copies = [pair for pair in self.duplicates if not pair.look_alike]
+        across = sum(pair.across for pair in copies)
         return {
             "images": len(self.samples),
             "near_duplicates_across_splits": across,
-            "near_duplicates_within_splits": len(self.duplicates) - across,
-            "exact_duplicates": sum(pair.exact for pair in self.duplicates),
+            "near_duplicates_within_splits": len(copies) - across,
+            "exact_duplicates": sum(pair.exact for pair in copies),
+            "look_alike_pairs": len(self.duplicates) - len(copies),
             "label_issues": len(self.label_issues),
             "outliers": len(self.outliers),
             "skipped": len(self.skipped),
@@ -113,6 +116,7 @@ class AuditResult:
                     "candidate_min": copies.CANDIDATE_MIN,
                     "coarse_min": copies.COARSE_MIN,
                     "fine_min": copies.FINE_MIN,
+                    "look_alike_rank": copies.HUB_RANK,
                 },
                 "outlier": {"k": findings.OUTLIER_K, "iqr_fence": findings.OUTLIER_FENCE},
             },
@@ -125,6 +129,7 @@ class AuditResult:
                     "hamming": p.hamming,
                     "across_splits": p.across,
                     "exact": p.exact,
+                    "look_alike": p.look_alike,
                 }
                 for p in self.duplicates
             ],
@@ -154,7 +159,7 @@ class AuditResult:
         """The rows of ``fixes.csv``: cross-split copies, label issues, outliers, then others."""
         rows: list[Suggestion] = []
         for pair in self.duplicates:
-            if pair.across:
+            if pair.across and not pair.look_alike:
                 first = self.samples[pair.first]
                 rows.append(
                     Suggestion(
@@ -184,7 +189,7 @@ class AuditResult:
                 )
             )
         for pair in self.duplicates:
-            if not pair.across:
+            if not pair.across and not pair.look_alike:
                 first = self.samples[pair.first]
                 rows.append(
                     Suggestion(

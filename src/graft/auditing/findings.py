@@ -47,6 +47,8 @@ class Pair:
         hamming: Bits in which their perceptual hashes differ (0 to 64).
         across: The two are in different splits (evaluation leaks into training).
         exact: The files have identical content.
+        look_alike: Either image looks like many others (e.g. uniform solar cells): the pair
+            is alike, but probably not copies of one file; never dropped by ``--dedupe``.
     """
 
     first: int
@@ -56,6 +58,7 @@ class Pair:
     hamming: int
     across: bool
     exact: bool = False
+    look_alike: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -91,9 +94,9 @@ def near_duplicates(
     rank = [order.get(split or "train", 0) for split in splits]
     unit = unit_rows(features) if features is not None else None
     groups = None if within else np.array(rank)
-    scores: dict[tuple[int, int], float] = {
-        (match.first, match.second): match.fine for match in copy_pairs(thumbs, unit, groups)
-    }
+    matches = copy_pairs(thumbs, unit, groups)
+    scores = {(match.first, match.second): match.fine for match in matches}
+    alike = {(match.first, match.second) for match in matches if match.generic}
     same: dict[str, list[int]] = {}
     for row, digest in enumerate(content or []):
         if digest is not None:
@@ -118,9 +121,10 @@ def near_duplicates(
                 int(hamming(bits[a : a + 1], bits[b : b + 1])[0, 0]),
                 across,
                 exact,
+                (a, b) in alike and not exact,
             )
         )
-    pairs.sort(key=lambda p: (not p.exact, -p.similarity, p.first, p.second))
+    pairs.sort(key=lambda p: (not p.exact, p.look_alike, -p.similarity, p.first, p.second))
     return pairs
 
 

@@ -10,12 +10,13 @@ Example:
     >>> import tempfile, pathlib
     >>> from graft.data.dataset import LabelledImages, Sample
     >>> root = pathlib.Path(tempfile.mkdtemp())
-    >>> images = LabelledImages([Sample(root / "a.png", "cat"), Sample(root / "b.png", "cat")],
-    ...                         "demo", "items")
+    >>> samples = [Sample(root / "a.png", "cat"), Sample(root / "b.png", "cat"),
+    ...            Sample(root / "c.png", "dog")]
+    >>> images = LabelledImages(samples, "demo", "items")
     >>> _ = (root / "fixes.csv").write_text(f"path,action,label\\n{root}/b.png,relabel,dog\\n")
     >>> fixed, summary = apply_fixes(images, read_fixes(root / "fixes.csv"))
     >>> [s.label for s in fixed.samples], summary["relabelled"]
-    (['cat', 'dog'], 1)
+    (['cat', 'dog', 'dog'], 1)
 """
 
 from __future__ import annotations

@@ -70,11 +70,14 @@ def find_near_copies(
         content=[report.hashes[row] for row in rows],
         within=False,
     )
-    pairs = [pair for pair in pairs if not pair.exact]  # identical files: the validation pass
+    # identical files: the validation pass; look-alikes (images like many others) stay
+    alike = sum(pair.look_alike for pair in pairs)
+    pairs = [pair for pair in pairs if not pair.exact and not pair.look_alike]
     method = "thumbnails and features" if features is not None else "thumbnails"
     drop_rows = sorted({int(rows[pair.second]) for pair in pairs}) if dedupe == "near" else []
     found: dict[str, Any] = {
         "pairs": len(pairs),
+        "look_alike_pairs": alike,
         "dropped": len(drop_rows),
         "method": method,
         "listed": [

@@ -51,6 +51,10 @@ def write_audit_report(result: AuditResult, path: Path) -> Path:
         Section("Outliers", _outliers(result)),
         Section("Near-duplicates within a split", _pairs(result, across=False)),
         Section(
+            "Look-alikes: pairs of images that each resemble many others",
+            _pairs(result, across=None),
+        ),
+        Section(
             "Most confused classes",
             table(
                 ["classes", "images in the overlap", "joint probability"],
@@ -67,8 +71,12 @@ def write_audit_report(result: AuditResult, path: Path) -> Path:
     return write_html(path, f"graft audit: {result.source}", sections)
 
 
-def _pairs(result: AuditResult, *, across: bool) -> str:
-    pairs = [pair for pair in result.duplicates if pair.across == across]
+def _pairs(result: AuditResult, *, across: bool | None) -> str:
+    """Copies across (or within) splits; ``across=None``: the look-alikes."""
+    if across is None:
+        pairs = [pair for pair in result.duplicates if pair.look_alike]
+    else:
+        pairs = [p for p in result.duplicates if p.across == across and not p.look_alike]
     if not pairs:
         return paragraph("None found.", note=True)
     cards = []

@@ -64,11 +64,17 @@ def audit(
     console.print(
         f"near-duplicates: {summary['near_duplicates_across_splits']} pairs across splits, "
         f"{summary['near_duplicates_within_splits']} within a split "
-        f"({summary['exact_duplicates']} exact)",
+        f"({summary['exact_duplicates']} exact)"
+        + (
+            f"; {summary['look_alike_pairs']} look-alike pairs (images that resemble many "
+            "others: not copies)"
+            if summary["look_alike_pairs"]
+            else ""
+        ),
         highlight=False,
     )
     table = Table("pair", "splits", "similarity", "cosine", box=None)
-    for pair in [p for p in result.duplicates if p.across][:SHOWN]:
+    for pair in [p for p in result.duplicates if p.across and not p.look_alike][:SHOWN]:
         first, second = result.samples[pair.first], result.samples[pair.second]
         table.add_row(
             f"{first.path.name} ~ {second.path.name}",
