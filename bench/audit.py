@@ -12,8 +12,9 @@ Then ``graft.audit`` runs twice on the copy: cold (an empty cache: features and 
 computed) and warm (everything cached). It prints, per dataset:
 - label errors: precision and recall of the flipped images among the top-k suspects
   (k = number flipped), the ROC AUC of the suspect score, and what cleanlab's flagged set holds;
-- near-duplicates: recall of the planted pairs, and every other pair found (with its
-  similarity), which are either real copies in the original data or false pairs;
+- near-duplicates: recall of the planted pairs (found as copies; those found only as
+  look-alikes are counted apart), and every other pair found (with its similarity), which are
+  either real copies in the original data or false pairs;
 - seconds of the cold and the warm audit.
 
     .venv/bin/python bench/audit.py [--data ../shared/data] [--sets cats_and_dogs_filtered ...]
@@ -108,7 +109,8 @@ def measure(name: str, source: Path, args: argparse.Namespace, work: Path) -> di
     hits = int(truth[top].sum())
     flagged = {issue.row for issue in result.label_issues}
     flagged_hits = int(sum(truth[row] for row in flagged))
-    found = {(paths[p.first], paths[p.second]): p for p in result.duplicates}
+    alike = {(paths[p.first], paths[p.second]) for p in result.duplicates if p.look_alike}
+    found = {(paths[p.first], paths[p.second]): p for p in result.duplicates if not p.look_alike}
     planted_found = [pair for pair in planted if pair in found]
     others = [p for pair, p in found.items() if pair not in planted]
     row = {
@@ -124,7 +126,9 @@ def measure(name: str, source: Path, args: argparse.Namespace, work: Path) -> di
         "planted_pairs": len(planted),
         "planted_found": len(planted_found),
         "planted_recall": round(len(planted_found) / len(planted), 3),
+        "planted_as_look_alikes": sum(pair in alike for pair in planted),
         "other_pairs": len(others),
+        "look_alike_pairs": len(alike),
         "other_pairs_across_splits": sum(p.across for p in others),
         "other_pairs_exact": sum(p.exact for p in others),
         "other_pairs_shown": [
