@@ -104,7 +104,9 @@ def near_duplicates(
     for rows in same.values():
         for a, b in itertools.combinations(rows, 2):
             scores[(a, b)] = 1.0
-    bits = perceptual_hashes(thumbs) if scores else np.zeros((len(thumbs), 64), dtype=bool)
+    # hashes only of the images in a pair: every training run passes here
+    involved = sorted({row for pair in scores for row in pair})
+    bits = dict(zip(involved, perceptual_hashes(thumbs[involved]), strict=True))
     pairs = []
     for (a, b), similarity in scores.items():
         across = rank[a] != rank[b]
@@ -118,7 +120,7 @@ def near_duplicates(
                 second,
                 round(similarity, 4),
                 float(unit[a] @ unit[b]) if unit is not None else float("nan"),
-                int(hamming(bits[a : a + 1], bits[b : b + 1])[0, 0]),
+                int(hamming(bits[a][None], bits[b][None])[0, 0]),
                 across,
                 exact,
                 (a, b) in alike and not exact,
@@ -144,7 +146,7 @@ def out_of_fold_probabilities(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    y = np.array([list(classes).index(label) for label in labels])
+    y = _class_indices(labels, classes)
     smallest = int(np.bincount(y, minlength=len(classes)).min())
     folds = max(2, min(5, smallest))
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
@@ -200,7 +202,7 @@ def suspect_scores(proba: np.ndarray, labels: Sequence[str], classes: Sequence[s
     """``1 - `` the self-confidence label quality: higher means more likely mislabelled."""
     from cleanlab.rank import get_label_quality_scores
 
-    y = np.array([list(classes).index(label) for label in labels])
+    y = _class_indices(labels, classes)
     return 1.0 - get_label_quality_scores(y, proba, method="self_confidence")
 
 
@@ -210,7 +212,7 @@ def label_issues(
     """The images confident learning flags, most suspect first."""
     from cleanlab.filter import find_label_issues
 
-    y = np.array([list(classes).index(label) for label in labels])
+    y = _class_indices(labels, classes)
     if len(np.unique(y)) < 2:
         return []
     with warnings.catch_warnings():  # "too few examples in class k": small classes are fine
@@ -297,7 +299,7 @@ def class_overlap(
 
     if len(classes) < 2:
         return []
-    y = np.array([list(classes).index(label) for label in labels])
+    y = _class_indices(labels, classes)
     table = find_overlapping_classes(labels=y, pred_probs=proba)
     rows = []
     for record in table.head(top).to_dict("records"):
@@ -312,3 +314,9 @@ def class_overlap(
             }
         )
     return rows
+
+
+def _class_indices(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+    """Each label's position in ``classes``."""
+    index = {name: position for position, name in enumerate(classes)}
+    return np.array([index[label] for label in labels], dtype=np.int64)
