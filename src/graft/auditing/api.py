@@ -157,18 +157,7 @@ class AuditResult:
 
     def suggestions(self) -> list[Suggestion]:
         """The rows of ``fixes.csv``: cross-split copies, label issues, outliers, then others."""
-        rows: list[Suggestion] = []
-        for pair in self.duplicates:
-            if pair.across and not pair.look_alike:
-                first = self.samples[pair.first]
-                rows.append(
-                    Suggestion(
-                        self.samples[pair.second].path,
-                        "drop",
-                        f"copy of {first.path} in {first.split} (similarity "
-                        f"{pair.similarity:.3f}, cosine {pair.cosine:.3f})",
-                    )
-                )
+        rows = self._copy_suggestions(across=True)
         for issue in self.label_issues:
             rows.append(
                 Suggestion(
@@ -188,14 +177,21 @@ class AuditResult:
                     f"{outlier.typical:.3f})",
                 )
             )
+        rows += self._copy_suggestions(across=False)
+        return rows
+
+    def _copy_suggestions(self, *, across: bool) -> list[Suggestion]:
+        """Drop the later image of each copy pair across (or within) splits."""
+        rows = []
         for pair in self.duplicates:
-            if not pair.across and not pair.look_alike:
+            if pair.across == across and not pair.look_alike:
                 first = self.samples[pair.first]
+                where = first.split if across else "the same split"
                 rows.append(
                     Suggestion(
                         self.samples[pair.second].path,
                         "drop",
-                        f"copy of {first.path} in the same split (similarity "
+                        f"copy of {first.path} in {where} (similarity "
                         f"{pair.similarity:.3f}, cosine {pair.cosine:.3f})",
                     )
                 )

@@ -56,6 +56,14 @@ class DataReport:
     near_duplicates: dict[str, Any] = field(default_factory=dict)
     fixes: dict[str, Any] = field(default_factory=dict)
 
+    def cleaning(self) -> dict[str, Any]:
+        """What was found and dropped beyond unreadable files, for a run's ``config.json``."""
+        return {
+            "near_duplicates_across_splits": self.near_duplicates,
+            "dropped": [str(sample.path) for sample in self.dropped],
+            **({"fixes": self.fixes} if self.fixes else {}),
+        }
+
     def fingerprint(self) -> str:
         """A digest of (content, label, split) of every sample: the data's identity."""
         import hashlib
