@@ -363,3 +363,16 @@ def test_a_resumed_neural_run_keeps_its_record_of_dropped_copies(
     assert final["status"] == "complete"
     for key in ("near_duplicates_across_splits", "dropped"):
         assert final["data"][key] == first[key]
+
+
+def test_cli_train_prints_the_near_copy_warning_found_after_the_summary(
+    data: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["train", str(data), "--out", str(tmp_path / "run"), "--engine", "torch"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # Rich wraps long lines
+    assert text.count("look like near-copies") == 1

@@ -185,7 +185,12 @@ def train(
             "workers": workers,
             "device": None if device == "auto" else device,
         }
-    report = lambda images: data_summary(console, images)  # noqa: E731
+    shown: list[int] = []  # warnings printed with the data summary
+
+    def report(summary: Any) -> None:
+        data_summary(console, summary)
+        shown.append(len(summary.warnings))
+
     with extraction_progress(console, "features") as progress:
         result = run_training(
             data,
@@ -208,9 +213,6 @@ def train(
     }
     if isinstance(result, RunResult):
         summary.update(head=result.head_params, extraction=result.extraction)
-        # the probe compares features for near-copies after the data summary was printed
-        if result.report.near_duplicates.get("warning"):
-            console.print(f"warning: {result.report.near_duplicates['warning']}", highlight=False)
     else:
         summary["history"] = result.history
     summary["timings_s"] = {k: round(v, 2) for k, v in result.timings.items()}
@@ -218,6 +220,10 @@ def train(
         if main_process:
             typer.echo(json.dumps(summary, indent=2))
         return
+    # warnings found after the summary (the probe's near-copy check needs its features)
+    later = result.report.warnings[shown[-1] if shown else 0 :] if result.report else []
+    for warning in later:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     console.print(f"[bold]{strategy}[/bold] on {backbone}", highlight=False)
     console.print(metrics_table(result.metrics))
     if "extraction" in summary:
