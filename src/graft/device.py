@@ -36,3 +36,19 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is visible; use cpu")
     return device
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively (a CUDA GPU with bf16, or a CPU with AMX or
+    AVX512-BF16).
+
+    Example:
+        >>> isinstance(native_bf16(torch.device("cpu")), bool)
+        True
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:
+        return False

@@ -11,11 +11,13 @@ import pytest
 from graft.data.loading import decode_pixels
 from graft.engines import available_engines, create_engine, resolve_engine
 from graft.errors import ConfigError
+from graft.features.cache import FeatureCache, default_cache_path
 from graft.features.extract import FeatureSpec, feature_engine
 from graft.features.layers import feature_module
 from graft.features.precision import PrecisionCheck, enforce
 from graft.training.linear import LinearOptions, train_linear
 from graft.zoo.model import create_model
+from synthetic import write_class_folders
 
 LITE0 = "efficientnet_lite0.in1k"
 
@@ -150,3 +152,99 @@ def test_int8_linear_run_is_checked_recorded_and_predicts(
         compiled.unlink() if compiled.is_file() else None
     after = load(tmp_path / "run").predict(images)  # rebuilt from the recorded calibration
     assert [p.label for p in before] == [p.label for p in after]
+
+
+def _choice(result: object) -> dict:
+    return result.extraction["precision"][0]  # type: ignore[attr-defined]
+
+
+def test_auto_is_fp32_without_bf16_units_or_a_calibrated_int8(
+    split_folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import graft.features.precision as precision
+
+    monkeypatch.setattr(precision, "AUTO_MIN_IMAGES", 0)
+    monkeypatch.setattr(precision, "bf16_native", lambda engine="auto", device=None: False)
+    result = train_linear(split_folders, out=tmp_path / "run", options=LinearOptions())
+    choice = _choice(result)
+    assert choice["requested"] == "auto" and choice["precision"] == "fp32"
+    assert "no native bf16" in choice["reason"] and choice["checks"] == []
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["features"][0]["precision"] == "fp32"
+    assert config["extraction"]["precision"][0]["precision"] == "fp32"
+
+
+def test_auto_takes_bf16_where_native_after_the_check(
+    split_folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import graft.features.precision as precision
+
+    if not precision.bf16_native("openvino"):
+        pytest.skip("this CPU computes no bf16 natively")
+    monkeypatch.setattr(precision, "AUTO_MIN_IMAGES", 0)
+    result = train_linear(
+        split_folders, out=tmp_path / "run", options=LinearOptions(engine="openvino")
+    )
+    choice = _choice(result)
+    assert choice["precision"] == "bf16" and choice["reason"].startswith("passed the check")
+    assert [c["precision"] for c in choice["checks"]] == ["bf16"]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["features"][0]["precision"] == "bf16"
+    # New images, too few to repay the check: fp32, and no check run.
+    other = tmp_path / "other"
+    write_class_folders(other / "train", 10, start=300)
+    write_class_folders(other / "validation", 4, start=400)
+    monkeypatch.setattr(precision, "AUTO_MIN_IMAGES", 1000)
+    small = _choice(train_linear(other, out=tmp_path / "small", options=LinearOptions()))
+    assert small["precision"] == "fp32" and "too few" in small["reason"]
+    assert small["checks"] == []
+
+
+def _stripes(root: Path, per_class: int, start: int) -> None:
+    """Horizontal vs vertical stripes of one grey: fp32 features tell them apart."""
+    from PIL import Image
+
+    for label in ("horizontal", "vertical"):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(start, start + per_class):
+            rng = np.random.default_rng(i)
+            period = int(rng.integers(6, 14))
+            wave = (np.arange(64) // (period // 2) % 2) * 60 + 100
+            grid = np.tile(wave, (64, 1)) if label == "vertical" else np.tile(wave[:, None], 64)
+            pixels = grid[..., None] + rng.integers(-30, 30, (64, 64, 3))
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+                root / label / f"{i}.png"
+            )
+
+
+def test_auto_refuses_a_badly_calibrated_int8_and_falls_back_to_fp32(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    split_folders = tmp_path / "data"
+    _stripes(split_folders / "train", 12, 0)
+    _stripes(split_folders / "validation", 30, 100)
+    import graft.engines.openvino_engine as openvino_engine
+    import graft.features.precision as precision
+
+    # The injected fault: int8 calibrated on black-and-white noise, whose activation ranges
+    # are so wide that the real images' activations round to a few levels.
+    def noise(calibration: object, name: str) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        return np.full((8, 3, 224, 224), 128, dtype=np.uint8)
+
+    monkeypatch.setattr(openvino_engine, "need_calibration", noise)
+    forced = LinearOptions(engine="openvino", precision="int8", force_precision=True)
+    bad = train_linear(split_folders, out=tmp_path / "int8", options=forced)
+    assert bad.extraction["precision_checks"][0]["drop_points"] > 1.0  # the guard sees it
+    with FeatureCache(default_cache_path()) as cache:  # features go, the int8 model stays
+        cache.clear()
+    monkeypatch.setattr(precision, "AUTO_MIN_IMAGES", 0)
+    monkeypatch.setattr(precision, "bf16_native", lambda engine="auto", device=None: False)
+    result = train_linear(
+        split_folders, out=tmp_path / "auto", options=LinearOptions(engine="openvino")
+    )
+    choice = _choice(result)
+    assert choice["precision"] == "fp32" and choice["reason"].startswith("refused int8")
+    assert [c["precision"] for c in choice["checks"]] == ["int8"]
+    assert choice["checks"][0]["drop_points"] > 1.0
+    assert result.metrics["val"]["accuracy"] == 1.0

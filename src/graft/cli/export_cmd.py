@@ -10,7 +10,7 @@ import typer
 def export(
     run_dir: Path = typer.Argument(..., help="A complete run directory."),
     format: str = typer.Option("onnx", "--format", help="onnx or torchscript."),
-    int8: bool = typer.Option(False, "--int8", help="ONNX: static int8 quantization (calibrated)."),
+    int8: bool = typer.Option(False, "--int8", help="ONNX: int8, accuracy-controlled."),
     out: Path | None = typer.Option(None, help="File to write (default in the run directory)."),
     no_check: bool = typer.Option(False, "--no-check", help="Skip the comparison with PyTorch."),
 ) -> None:
@@ -19,6 +19,14 @@ def export(
 
     result = export_model(run_dir, format=format, int8=int8, out=out, check=not no_check)  # type: ignore[arg-type]
     typer.echo(f"wrote {result.path} ({result.path.stat().st_size / 1e6:.1f} MB)")
+    if result.quantization:
+        q = result.quantization
+        typer.echo(
+            f"int8: calibrated on {q['calibration_images']} training images; agrees with float "
+            f"on {q['validation_agreement']:.1%} of the {q['validation_images']} hardest held-out "
+            f"training images ({q['float_depthwise']} depthwise convolutions and the most "
+            "sensitive operations kept in float)"
+        )
     if result.checked:
         typer.echo(
             f"checked against PyTorch on {result.checked} images: max probability difference "

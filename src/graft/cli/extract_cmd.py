@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from graft.cli.render import extraction_progress, precision_summary
+from graft.cli.render import extraction_progress, precision_line
 from graft.zoo.registry import DEFAULT_BACKBONE
 
 
@@ -31,7 +31,9 @@ def extract(
     ),
     actors: int = typer.Option(1, help="ray: model actors (one model each)."),
     precision: str = typer.Option(
-        "fp32", help="fp32, bf16 or int8 (calibrated on the training images, checked vs fp32)."
+        "auto",
+        help="auto (the fastest that passes the check vs fp32), fp32, bf16 or int8 "
+        "(calibrated on the training images); bf16/int8 are checked vs fp32.",
     ),
     precision_tolerance: float = typer.Option(
         1.0, "--precision-tolerance", help="Largest accepted probe-accuracy drop, in points."
@@ -63,9 +65,10 @@ def extract(
             progress=progress,
             tolerance=precision_tolerance,
             force=force_precision,
+            precision=precision,
         )
-    for check in result.checks:
-        console.print(f"precision check: {precision_summary(check.to_dict())}", highlight=False)
+    for choice in result.choices:
+        console.print(precision_line(choice.to_dict()), highlight=False)
     for _, reason in result.problems:
         console.print(f"[yellow]skipped:[/yellow] {reason}", highlight=False, soft_wrap=True)
     save_features(

@@ -205,9 +205,10 @@ def extraction_progress(console: Console, description: str) -> Iterator[Callable
             progress.stop()
 
 
-def precision_summary(check: dict[str, Any]) -> str:
-    """One line from a stored :class:`graft.features.precision.PrecisionCheck`."""
-    from graft.features.precision import PrecisionCheck
+def precision_line(choice: dict[str, Any]) -> str:
+    """One line from a stored :class:`graft.features.precision.PrecisionChoice`."""
+    from graft.features.precision import PrecisionChoice
 
-    fields = {k: v for k, v in check.items() if k != "drop_points"}
-    return PrecisionCheck(**fields).summary()
+    return PrecisionChoice(
+        choice["precision"], choice["reason"], requested=choice["requested"]
+    ).summary()

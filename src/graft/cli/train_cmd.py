@@ -14,7 +14,7 @@ from graft.cli.render import (
     data_summary,
     extraction_progress,
     metrics_table,
-    precision_summary,
+    precision_line,
 )
 from graft.zoo.registry import DEFAULT_BACKBONE
 
@@ -95,8 +95,8 @@ def train(
     patience: int | None = typer.Option(None, help="Early stopping after N epochs without gain."),
     precision: str = typer.Option(
         "auto",
-        help="linear: feature precision fp32 (auto), bf16 or int8 (checked against fp32); "
-        "neural: training precision auto (bf16 where native), fp32 or bf16.",
+        help="linear: feature precision auto (the fastest that passes the check vs fp32), "
+        "fp32, bf16 or int8; neural: training precision auto (bf16 where native), fp32 or bf16.",
     ),
     precision_tolerance: float = typer.Option(
         1.0, "--precision-tolerance", help="linear: largest accepted accuracy drop of bf16/int8."
@@ -158,7 +158,7 @@ def train(
             "head": head,
             "layer": layer,
             "pool": pool,
-            "precision": "fp32" if precision == "auto" else precision,
+            "precision": precision,
             "precision_tolerance": precision_tolerance,
             "force_precision": force_precision,
         }
@@ -234,8 +234,8 @@ def train(
             + ", ".join(f"{k}={v}" for k, v in summary["head"].items()),
             highlight=False,
         )
-        for check in extraction.get("precision_checks", []):
-            console.print(f"precision check: {precision_summary(check)}", highlight=False)
+        for choice in extraction.get("precision", []):
+            console.print(precision_line(choice), highlight=False)
     console.print(
         "time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()), highlight=False
     )

@@ -154,6 +154,41 @@ def compiled_path(engine: str, cache_key: str, suffix: str) -> Path:
     return cache_dir() / "engines" / engine / f"{cache_key}{suffix}"
 
 
+#: The file each engine keeps a compiled model in (see :func:`compiled_path`).
+_SUFFIX = {"openvino": ".xml", "onnxruntime": ".onnx"}
+
+
+def is_compiled(engine: str, cache_key: str, precision: str = "fp32") -> bool:
+    """Whether the engine ``auto``/``engine`` resolves to already keeps a model for ``cache_key``
+    (an int8 model that exists was calibrated before: no calibration needed)."""
+    try:
+        chosen = resolve_engine(engine, "cpu", precision)
+    except ConfigError:
+        return False
+    suffix = _SUFFIX.get(chosen)
+    return suffix is not None and compiled_path(chosen, cache_key, suffix).is_file()
+
+
+def bf16_native(engine: str = "auto", device: str | None = None) -> bool:
+    """Whether the engine ``engine`` resolves to for bf16 computes it natively here.
+
+    Example:
+        >>> bf16_native("onnxruntime")  # ONNX Runtime runs no bf16 in graft
+        False
+    """
+    try:
+        chosen = resolve_engine(engine, device, "bf16")
+    except ConfigError:
+        return False
+    if chosen == "openvino":
+        from graft.engines.openvino_engine import bf16_supported
+
+        return bf16_supported()
+    from graft.device import native_bf16, resolve_device
+
+    return native_bf16(resolve_device(device))
+
+
 def need_calibration(calibration: Calibration | None, precision: str) -> np.ndarray:
     """Decode the calibration pixels, or say why int8 cannot be built.
 

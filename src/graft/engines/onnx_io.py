@@ -100,3 +100,48 @@ def quantize_onnx(source: Path, target: Path, calibration: np.ndarray) -> None:
             )
     finally:
         prepared.unlink(missing_ok=True)
+
+
+def quantize_onnx_controlled(
+    source: Path, target: Path, calibration: np.ndarray, pool: np.ndarray
+) -> dict[str, Any]:
+    """int8 quantization of an ONNX classifier with accuracy control (NNCF, in a child process).
+
+    Args:
+        source: The float classifier (uint8 pixels in, probabilities out).
+        target: Where the QDQ int8 model goes.
+        calibration: Pixels the activation ranges are calibrated on.
+        pool: Held-out pixels; the hardest of them score the accuracy control
+            (:mod:`graft.engines.nncf_worker`).
+
+    Returns:
+        What the quantization did: images used, agreement reached, operations kept in float.
+
+    Raises:
+        DataError: No calibration images.
+        ConfigError: NNCF is missing or failed.
+    """
+    import json
+    import tempfile
+
+    from graft.engines.nncf_worker import run_child
+
+    if not len(calibration) or not len(pool):
+        raise DataError("int8 calibration needs images; none could be decoded")
+    with tempfile.TemporaryDirectory(prefix="graft-int8-") as scratch:
+        folder = Path(scratch)
+        np.save(folder / "calibration.npy", calibration)
+        np.save(folder / "pool.npy", pool)
+        report = folder / "report.json"
+        run_child(
+            [
+                "--onnx",
+                str(source),
+                str(folder / "calibration.npy"),
+                str(folder / "pool.npy"),
+                str(target),
+                str(report),
+            ]
+        )
+        result: dict[str, Any] = json.loads(report.read_text())
+    return result

@@ -108,35 +108,19 @@ def quantize(model: Any, calibration: np.ndarray) -> Any:
     Raises:
         ConfigError: NNCF is not installed, or the child failed (its last error line given).
     """
-    import importlib.util
-    import subprocess
-    import sys
     import tempfile
 
     import openvino as ov
 
-    if importlib.util.find_spec("nncf") is None:
-        raise ConfigError("int8 on OpenVINO needs NNCF: pip install nncf")
+    from graft.engines.nncf_worker import run_child
+
     with tempfile.TemporaryDirectory(prefix="graft-int8-") as scratch:
         folder = Path(scratch)
         ov.save_model(model, str(folder / "float.xml"), compress_to_fp16=False)
         np.save(folder / "calibration.npy", calibration)
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "graft.engines.nncf_worker",
-                str(folder / "float.xml"),
-                str(folder / "calibration.npy"),
-                str(folder / "int8.xml"),
-            ],
-            capture_output=True,
-            text=True,
+        run_child(
+            [str(folder / "float.xml"), str(folder / "calibration.npy"), str(folder / "int8.xml")]
         )
-        if done.returncode != 0:
-            lines = [line for line in done.stderr.splitlines() if line.strip()]
-            reason = lines[-1] if lines else f"exit code {done.returncode}"
-            raise ConfigError(f"int8 quantization with NNCF failed: {reason}")
         quantized = ov.Core().read_model(str(folder / "int8.xml"))
         # read_model maps the weights file; keep them in memory before the folder goes
         return quantized.clone()

@@ -95,6 +95,12 @@ class FeatureCache:
         rows = select_in(self._db, query, list(dict.fromkeys(hashes)), before=(feature_key,))
         return {content_hash: np.frombuffer(blob, dtype=np.float32) for content_hash, blob in rows}
 
+    def count(self, feature_key: str, hashes: Sequence[str]) -> int:
+        """How many of ``hashes`` have a cached vector under ``feature_key``."""
+        query = "SELECT COUNT(*) FROM features WHERE feature_key = ? AND content_hash IN ({marks})"
+        rows = select_in(self._db, query, list(dict.fromkeys(hashes)), before=(feature_key,))
+        return sum(int(count) for (count,) in rows)
+
     def put(self, feature_key: str, vectors: Mapping[str, np.ndarray]) -> None:
         """Store vectors in one transaction (all or nothing)."""
         rows = [

@@ -28,7 +28,7 @@ from graft.zoo.records import BackboneRecord, Preprocessing
 
 if TYPE_CHECKING:
     from graft.engines import Engine
-    from graft.features.precision import PrecisionCheck
+    from graft.features.precision import PrecisionCheck, PrecisionChoice
 
 #: Bumped whenever decoding or resizing changes pixels, so old cached vectors are not reused.
 PIPELINE_VERSION = "decode-v2"
@@ -428,6 +428,7 @@ class DatasetFeatures:
     computed: int = 0
     cached: int = 0
     checks: list[PrecisionCheck] = field(default_factory=list)
+    choices: list[PrecisionChoice] = field(default_factory=list)
 
 
 def extract_dataset(
@@ -440,12 +441,15 @@ def extract_dataset(
     progress: ProgressCallback | None = None,
     tolerance: float | None = None,
     force: bool = False,
+    precision: str | None = None,
 ) -> DatasetFeatures:
     """Extract features for every usable image of a labelled folder or table.
 
     Images whose features cannot be computed for every spec are left out and listed in
     ``problems``; the features of several specs are concatenated. A bf16 or int8 spec is first
-    checked against fp32 (:mod:`graft.features.precision`).
+    checked against fp32 (:mod:`graft.features.precision`); ``precision="auto"`` chooses each
+    spec's precision (:func:`graft.features.precision.auto_precision`), another value replaces
+    the specs' own.
 
     Raises:
         DataError: The data cannot be read (see :func:`graft.data.dataset.read_labelled`).
@@ -453,7 +457,7 @@ def extract_dataset(
     """
     from graft.data.dataset import read_labelled
     from graft.data.scan import FileIndex, default_index_path
-    from graft.features.precision import DEFAULT_TOLERANCE, guarded_spec
+    from graft.features.precision import DEFAULT_TOLERANCE, select_precision
 
     images = read_labelled(data, root=root)
     index = FileIndex(default_index_path())
@@ -471,10 +475,11 @@ def extract_dataset(
             problems.append((sample.path, info.problem or f"{sample.path}: cannot be read"))
     paths = [sample.path for sample in samples]
     ok = np.ones(len(paths), dtype=bool)
-    blocks, computed, cached, resolved, checks = [], 0, 0, [], []
+    blocks, computed, cached, resolved, checks, choices = [], 0, 0, [], [], []
     for spec in specs:
-        spec, check = guarded_spec(
+        spec, choice = select_precision(
             spec,
+            precision or spec.precision,
             paths,
             [s.label for s in samples],
             [s.split for s in samples],
@@ -485,8 +490,8 @@ def extract_dataset(
             force=force,
         )
         resolved.append(spec)
-        if check is not None:
-            checks.append(check)
+        choices.append(choice)
+        checks.extend(choice.checks)
         result = extract_features(
             paths, spec, engine=engine, batch_size=batch_size, hashes=hashes, progress=progress
         )
@@ -507,4 +512,5 @@ def extract_dataset(
         computed=computed,
         cached=cached,
         checks=checks,
+        choices=choices,
     )

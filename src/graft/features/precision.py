@@ -23,12 +23,18 @@ from typing import Any
 
 import numpy as np
 
+from graft.engines.base import bf16_native, is_compiled
 from graft.errors import ConfigError
+from graft.features.cache import FeatureCache, default_cache_path
 from graft.features.extract import FeatureSpec, calibrate, extract_features
 
 #: Largest accepted drop in validation accuracy, in points, before a run refuses the precision.
 DEFAULT_TOLERANCE = 1.0
 CHECK_IMAGES = 400
+#: The guard's sample under ``--precision auto`` (training + held-out images, each at most).
+AUTO_CHECK_IMAGES = 200
+#: Under ``auto``, fewer images to compute than this stay fp32: the check would cost more.
+AUTO_MIN_IMAGES = 1000
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,160 @@ def guarded_spec(
     )
     enforce(check, tolerance=tolerance, force=force)
     return spec, check
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision features are computed in (what ``--precision auto`` chose), and why.
+
+    Attributes:
+        precision: The precision the features are computed in.
+        reason: One clause on why.
+        checks: Every guard run on the way (refused ones included).
+        requested: ``auto`` or the precision asked for.
+    """
+
+    precision: str
+    reason: str
+    checks: tuple[PrecisionCheck, ...] = ()
+    requested: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, stored with the run."""
+        return {
+            "requested": self.requested,
+            "precision": self.precision,
+            "reason": self.reason,
+            "checks": [check.to_dict() for check in self.checks],
+        }
+
+    def summary(self) -> str:
+        """One line for the console."""
+        return f"precision {self.requested}: {self.precision} ({self.reason})"
+
+
+def auto_precision(
+    spec: FeatureSpec,
+    paths: Sequence[Path],
+    labels: Sequence[str],
+    splits: Sequence[str | None],
+    hashes: Sequence[str | None],
+    *,
+    engine: str = "auto",
+    batch_size: int = 32,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> tuple[FeatureSpec, PrecisionChoice]:
+    """Choose the fastest precision that keeps the probe's accuracy on this data.
+
+    The candidates, fastest first: int8 when a model calibrated on these training images is
+    already compiled (a ``--precision int8`` run made it; calibrating costs more than it saves
+    on one folder), then bf16 where the engine computes it natively. Each must pass the guard
+    (:func:`check_precision` on :data:`AUTO_CHECK_IMAGES` + as many held-out images, within
+    ``tolerance`` points); fp32 is the fallback. fp32 is kept outright when its features are
+    all cached already, or when fewer than :data:`AUTO_MIN_IMAGES` images need computing and
+    the reduced precision has none cached (the check would cost more than it saves).
+
+    Args:
+        spec: The fp32 spec of the features wanted.
+        paths, labels, splits, hashes: The images (``None`` hashes mark unreadable ones).
+        engine: The extraction engine (``auto`` or a name).
+        batch_size: Images per forward pass.
+        tolerance: Largest accepted probe-accuracy drop, in points.
+
+    Example:
+        >>> choice = PrecisionChoice("fp32", "no bf16 units on this CPU")
+        >>> choice.summary()
+        'precision auto: fp32 (no bf16 units on this CPU)'
+    """
+    spec = spec.with_precision("fp32")
+    known = [h for h in hashes if h is not None]
+    candidates: list[FeatureSpec] = []
+    train = [p for p, s in zip(paths, splits, strict=True) if s == "train"] or list(paths)
+    int8 = calibrate(spec.with_precision("int8"), paths, hashes, train)
+    if is_compiled(engine, int8.key, "int8"):
+        candidates.append(int8)
+    native = bf16_native(engine)
+    if native:
+        candidates.append(spec.with_precision("bf16"))
+    with FeatureCache(default_cache_path()) as cache:
+        if cache.count(spec.key, known) == len(known):
+            return spec, PrecisionChoice("fp32", "its features are all cached already")
+        cached = {c.precision: cache.count(c.key, known) for c in candidates}
+    if not candidates:
+        return spec, PrecisionChoice(
+            "fp32", "this CPU has no native bf16, and no int8 model is calibrated for these images"
+        )
+    to_compute = len(known) - max(cached.values())
+    if to_compute < AUTO_MIN_IMAGES and not any(cached.values()):
+        return spec, PrecisionChoice(
+            "fp32",
+            f"{len(known)} images: too few for "
+            f"{' or '.join(c.precision for c in candidates)} to repay the accuracy check",
+        )
+    checks: list[PrecisionCheck] = []
+    for candidate in candidates:
+        check = check_precision(
+            paths,
+            labels,
+            splits,
+            hashes,
+            candidate,
+            engine=engine,
+            batch_size=batch_size,
+            limit=AUTO_CHECK_IMAGES,
+        )
+        checks.append(check)
+        if check.drop <= tolerance:
+            return candidate, PrecisionChoice(
+                candidate.precision, f"passed the check: {check.summary()}", tuple(checks)
+            )
+    refused = "; ".join(f"{c.summary()}, over the tolerance of {tolerance:g}" for c in checks)
+    return spec, PrecisionChoice("fp32", f"refused {refused}", tuple(checks))
+
+
+def select_precision(
+    spec: FeatureSpec,
+    requested: str,
+    paths: Sequence[Path],
+    labels: Sequence[str],
+    splits: Sequence[str | None],
+    hashes: Sequence[str | None],
+    *,
+    engine: str = "auto",
+    batch_size: int = 32,
+    tolerance: float = DEFAULT_TOLERANCE,
+    force: bool = False,
+) -> tuple[FeatureSpec, PrecisionChoice]:
+    """The spec to extract with: :func:`auto_precision` for ``auto``, else ``spec`` at the
+    requested precision through :func:`guarded_spec`.
+
+    Raises:
+        ConfigError: An explicitly requested precision fails the guard (unless ``force``).
+    """
+    if requested == "auto":
+        return auto_precision(
+            spec,
+            paths,
+            labels,
+            splits,
+            hashes,
+            engine=engine,
+            batch_size=batch_size,
+            tolerance=tolerance,
+        )
+    spec, check = guarded_spec(
+        spec.with_precision(requested) if requested != spec.precision else spec,
+        paths,
+        labels,
+        splits,
+        hashes,
+        engine=engine,
+        batch_size=batch_size,
+        tolerance=tolerance,
+        force=force,
+    )
+    reason = "asked for" if check is None else f"asked for; {check.summary()}"
+    return spec, PrecisionChoice(spec.precision, reason, (check,) if check else (), requested)
 
 
 def enforce(

@@ -56,7 +56,7 @@ from graft.runs import (
 from graft.zoo.registry import DEFAULT_BACKBONE
 
 if TYPE_CHECKING:
-    from graft.features.precision import PrecisionCheck
+    from graft.features.precision import PrecisionChoice
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,10 @@ class LinearOptions:
         image_size: Input side in pixels, overriding the backbone record's.
         engine: ``auto``, ``torch``, ``onnxruntime`` or ``openvino``.
         batch_size: Images per forward pass.
-        precision: Feature precision: ``fp32``, ``bf16`` or ``int8`` (int8 is calibrated on
-            the training images and checked against fp32 first, see
-            :mod:`graft.features.precision`).
+        precision: Feature precision: ``auto`` (the fastest that passes the accuracy check,
+            :func:`graft.features.precision.auto_precision`), ``fp32``, ``bf16`` or ``int8``
+            (int8 is calibrated on the training images; bf16 and int8 are checked against fp32
+            first, see :mod:`graft.features.precision`).
         precision_tolerance: Largest accepted probe-accuracy drop of bf16/int8, in points.
         force_precision: Use bf16/int8 even when the drop exceeds the tolerance.
     """
@@ -87,7 +88,7 @@ class LinearOptions:
     image_size: int | None = None
     engine: str = "auto"
     batch_size: int = ENGINE_BATCH
-    precision: str = "fp32"
+    precision: str = "auto"
     precision_tolerance: float = 1.0
     force_precision: bool = False
 
@@ -102,7 +103,7 @@ class LinearOptions:
                 layer=self.layer,
                 pool=self.pool,
                 image_size=self.image_size,
-                precision=self.precision,
+                precision="fp32" if self.precision == "auto" else self.precision,
             )
             for name in names
         ]
@@ -166,8 +167,10 @@ def train_linear(
     clock.lap("validate")
     if on_report is not None:
         on_report(report)
-    specs, checks = _guard(report, specs, options)
+    specs, choices = _guard(report, specs, options)
     features, ok, extraction, failures = _features(report, specs, options, progress)
+    extraction["precision"] = [choice.to_dict() for choice in choices]
+    checks = [check for choice in choices for check in choice.checks]
     if checks:
         extraction["precision_checks"] = [check.to_dict() for check in checks]
     clock.lap("extract")
@@ -221,15 +224,16 @@ def train_linear(
 
 def _guard(
     report: DataReport, specs: list[FeatureSpec], options: LinearOptions
-) -> tuple[list[FeatureSpec], list[PrecisionCheck]]:
-    """Calibrate and check bf16/int8 specs against fp32 (no-op for fp32)."""
-    from graft.features.precision import guarded_spec
+) -> tuple[list[FeatureSpec], list[PrecisionChoice]]:
+    """Choose (``auto``) or calibrate and check each spec's precision against fp32."""
+    from graft.features.precision import select_precision
 
     samples = report.images.samples
-    resolved, checks = [], []
+    resolved, choices = [], []
     for spec in specs:
-        spec, check = guarded_spec(
+        spec, choice = select_precision(
             spec,
+            options.precision,
             [s.path for s in samples],
             [s.label for s in samples],
             [s.split for s in samples],
@@ -240,9 +244,8 @@ def _guard(
             force=options.force_precision,
         )
         resolved.append(spec)
-        if check is not None:
-            checks.append(check)
-    return resolved, checks
+        choices.append(choice)
+    return resolved, choices
 
 
 def _features(

@@ -38,6 +38,7 @@ from graft.data.dataset import LabelledImages, Sample
 from graft.data.prepare import DataOptions, prepare
 from graft.data.splits import write_manifest
 from graft.data.validate import DataReport
+from graft.device import native_bf16
 from graft.errors import ConfigError, DataError
 from graft.faults import fault_point
 from graft.fileio import atomic_path, write_json_atomic
@@ -252,13 +253,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` becomes ``bf16`` where the hardware computes it natively, else ``fp32``."""
     if precision != "auto":
         return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    try:
-        native = bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    except AttributeError:
-        native = False
-    return "bf16" if native else "fp32"
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 def train_neural(
