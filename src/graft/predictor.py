@@ -237,9 +237,18 @@ class LinearPredictor(Predictor):
     def features_from_pixels(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Backbone features (concatenated over the run's backbones) of uint8 pixels."""
         if not self._engines:
+            from graft.engines.base import bf16_native
             from graft.features.extract import feature_engine
 
-            self._engines = [feature_engine(spec, engine=self.engine_name) for spec in self.specs]
+            # A bf16 run on a machine without bf16 units predicts from fp32 features, which its
+            # precision check found within tolerance of the bf16 ones it was trained on.
+            native = all(s.precision != "bf16" for s in self.specs) or bf16_native(self.engine_name)
+            self._engines = [
+                feature_engine(
+                    spec if native else spec.with_precision("fp32"), engine=self.engine_name
+                )
+                for spec in self.specs
+            ]
         return np.concatenate(
             [engine(pixels) for engine, pixels in zip(self._engines, inputs, strict=True)], axis=1
         )

@@ -190,6 +190,18 @@ def test_auto_takes_bf16_where_native_after_the_check(
     assert [c["precision"] for c in choice["checks"]] == ["bf16"]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["features"][0]["precision"] == "bf16"
+    # The run moved to a machine without bf16 units predicts from fp32 features, the same.
+    import graft.engines.base as base
+    from graft.predictor import load
+
+    images = sorted((split_folders / "validation").rglob("*.png"))
+    here = [p.label for p in load(tmp_path / "run").predict(images)]
+    monkeypatch.setattr(base, "bf16_native", lambda engine="auto", device=None: False)
+    moved = load(tmp_path / "run")
+    assert [p.label for p in moved.predict(images)] == here
+    assert [engine.precision for engine in moved._engines] == ["fp32"]  # type: ignore[attr-defined]
+    monkeypatch.undo()
+    monkeypatch.setattr(precision, "AUTO_MIN_IMAGES", 0)
     # New images, too few to repay the check: fp32, and no check run.
     other = tmp_path / "other"
     write_class_folders(other / "train", 10, start=300)
@@ -226,13 +238,12 @@ def test_auto_refuses_a_badly_calibrated_int8_and_falls_back_to_fp32(
     import graft.engines.openvino_engine as openvino_engine
     import graft.features.precision as precision
 
-    # The injected fault: int8 calibrated on black-and-white noise, whose activation ranges
-    # are so wide that the real images' activations round to a few levels.
-    def noise(calibration: object, name: str) -> np.ndarray:
-        rng = np.random.default_rng(0)
+    # The injected fault: int8 calibrated on blank grey images, whose activation ranges fit
+    # none of the real images (cosine to fp32 about 0.1).
+    def grey(calibration: object, name: str) -> np.ndarray:
         return np.full((8, 3, 224, 224), 128, dtype=np.uint8)
 
-    monkeypatch.setattr(openvino_engine, "need_calibration", noise)
+    monkeypatch.setattr(openvino_engine, "need_calibration", grey)
     forced = LinearOptions(engine="openvino", precision="int8", force_precision=True)
     bad = train_linear(split_folders, out=tmp_path / "int8", options=forced)
     assert bad.extraction["precision_checks"][0]["drop_points"] > 1.0  # the guard sees it

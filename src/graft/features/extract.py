@@ -475,7 +475,9 @@ def extract_dataset(
             problems.append((sample.path, info.problem or f"{sample.path}: cannot be read"))
     paths = [sample.path for sample in samples]
     ok = np.ones(len(paths), dtype=bool)
-    blocks, computed, cached, resolved, checks, choices = [], 0, 0, [], [], []
+    blocks, computed, cached, resolved = [], 0, 0, []
+    checks: list[PrecisionCheck] = []
+    choices: list[PrecisionChoice] = []
     for spec in specs:
         spec, choice = select_precision(
             spec,

@@ -196,6 +196,7 @@ def auto_precision(
     engine: str = "auto",
     batch_size: int = 32,
     tolerance: float = DEFAULT_TOLERANCE,
+    int8: bool = True,
 ) -> tuple[FeatureSpec, PrecisionChoice]:
     """Choose the fastest precision that keeps the probe's accuracy on this data.
 
@@ -213,6 +214,7 @@ def auto_precision(
         engine: The extraction engine (``auto`` or a name).
         batch_size: Images per forward pass.
         tolerance: Largest accepted probe-accuracy drop, in points.
+        int8: Whether int8 is a candidate.
 
     Example:
         >>> choice = PrecisionChoice("fp32", "no bf16 units on this CPU")
@@ -223,9 +225,9 @@ def auto_precision(
     known = [h for h in hashes if h is not None]
     candidates: list[FeatureSpec] = []
     train = [p for p, s in zip(paths, splits, strict=True) if s == "train"] or list(paths)
-    int8 = calibrate(spec.with_precision("int8"), paths, hashes, train)
-    if is_compiled(engine, int8.key, "int8"):
-        candidates.append(int8)
+    quantized = calibrate(spec.with_precision("int8"), paths, hashes, train)
+    if int8 and is_compiled(engine, quantized.key, "int8"):
+        candidates.append(quantized)
     native = bf16_native(engine)
     if native:
         candidates.append(spec.with_precision("bf16"))
@@ -277,6 +279,7 @@ def select_precision(
     batch_size: int = 32,
     tolerance: float = DEFAULT_TOLERANCE,
     force: bool = False,
+    int8: bool = True,
 ) -> tuple[FeatureSpec, PrecisionChoice]:
     """The spec to extract with: :func:`auto_precision` for ``auto``, else ``spec`` at the
     requested precision through :func:`guarded_spec`.
@@ -294,6 +297,7 @@ def select_precision(
             engine=engine,
             batch_size=batch_size,
             tolerance=tolerance,
+            int8=int8,
         )
     spec, check = guarded_spec(
         spec.with_precision(requested) if requested != spec.precision else spec,

@@ -490,6 +490,7 @@ class _Trainer:
             "options": self.options.to_dict(),
             "augment": self.augment.to_dict(),
             "precision": self.precision,
+            **{k: self.config[k] for k in ("frozen_precision",) if k in self.config},
             "device": str(self.device),
             "phases": [asdict(phase) for phase in self.phases],
             "data": {
@@ -759,7 +760,8 @@ class _Trainer:
         """The frozen part on the inference engine, and the trainable module above it."""
         from graft.features.layers import feature_module
 
-        key = self._feature_spec().key
+        spec = self._feature_spec()
+        key = spec.key
         if phase.top == 0 or split is None:
             frozen: nn.Module = feature_module(self.model.backbone)
             trainable: nn.Module = self.model.head
@@ -773,6 +775,7 @@ class _Trainer:
             input_size=self.preprocessing.input_size,
             engine=self.options.engine,
             cache_key=key,
+            precision=spec.precision,
         )
         return runner, trainable
 
@@ -822,9 +825,36 @@ class _Trainer:
         )
 
     def _feature_spec(self) -> Any:
+        """The frozen backbone's features, at the precision :meth:`_frozen_precision` chose."""
         from graft.features.extract import FeatureSpec
 
-        return FeatureSpec(self.model.record, self.preprocessing, "final", "avg")
+        spec = FeatureSpec(self.model.record, self.preprocessing, "final", "avg")
+        return spec.with_precision(self._frozen_precision(spec))
+
+    def _frozen_precision(self, spec: Any) -> str:
+        """The frozen parts' precision: ``--precision auto`` takes bf16 where the engine runs it
+        natively and the probe guard passes on this data (int8 is not tried: the frozen lower
+        stages would need their own calibration); chosen once per run, kept on resume."""
+        from graft.features.precision import select_precision
+
+        stored = self.config.get("frozen_precision")
+        if stored:
+            return str(stored["precision"])
+        requested = "fp32" if self.options.precision == "fp32" else self.options.precision
+        samples = self.report.images.samples
+        with self.context.main_first():  # rank 0 fills the cache, the others read the same
+            _, choice = select_precision(
+                spec,
+                requested,
+                [s.path for s in samples],
+                [s.label for s in samples],
+                [s.split for s in samples],
+                self.report.hashes,
+                engine=self.options.engine,
+                int8=False,
+            )
+        self.config["frozen_precision"] = choice.to_dict()
+        return choice.precision
 
     def _cached_features(self, samples: list[Sample]) -> torch.Tensor | None:
         from graft.features.extract import extract_features

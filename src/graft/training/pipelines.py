@@ -198,13 +198,24 @@ class FrozenRunner:
 
 
 def frozen_runner(
-    module: nn.Module, *, input_size: int, engine: str, cache_key: str | None
+    module: nn.Module,
+    *,
+    input_size: int,
+    engine: str,
+    cache_key: str | None,
+    precision: str = "fp32",
 ) -> FrozenRunner:
-    """Wrap a frozen module (uint8 pixels in) in the fastest available engine."""
+    """Wrap a frozen module (uint8 pixels in) in the fastest available engine (``fp32`` or
+    ``bf16``; ``cache_key`` must name the precision)."""
     from graft.engines import create_engine
 
     runner = create_engine(
-        module.eval(), input_size=input_size, engine=engine, device="cpu", cache_key=cache_key
+        module.eval(),
+        input_size=input_size,
+        engine=engine,
+        device="cpu",
+        cache_key=cache_key,
+        precision=precision,
     )
     return FrozenRunner(runner, runner.name)
 
