@@ -6,18 +6,23 @@ Everything is measured in one run, so the ratios hold even on a noisy machine:
 2. model only (decoded pixels already in memory, batch 32): every engine at every precision it
    runs, and the default engine at several batch sizes;
 3. end to end over ``cats_and_dogs_filtered`` (decode, resize, crop, forward; no cache):
-   graft's default (``stream_features``, engine auto, fp32), graft at int8 and bf16, graft on
-   the torch engine; the seeds' naive loop (one image at a time: load, resize, preprocess,
-   predict, PyTorch eager); and a plain batched PyTorch pipeline (torchvision ``ImageFolder``,
-   ``DataLoader`` with 2 workers, batch 32, eager model);
+   graft's default (``--precision auto``: the precision it chooses on this machine), graft at
+   fp32, int8 and bf16, graft on the torch engine; the seeds' naive loop (one image at a time:
+   load, resize, preprocess, predict, PyTorch eager); and a plain batched PyTorch pipeline
+   (torchvision ``ImageFolder``, ``DataLoader`` with 2 workers, batch 32, eager model);
+   then the first extraction of the whole folder as a user runs it (``extract_dataset``, empty
+   cache, engine compiled from scratch), auto against fp32, so the precision check's and the
+   compile's one-time costs are in the figure;
 4. the linear-probe accuracy of int8 and bf16 features against fp32 (train split fits,
-   validation scores);
+   validation scores), and of ``graft train``'s default (auto) against ``--precision fp32`` on
+   four datasets (cats_and_dogs_filtered, potato_disease, brain_mri, ELPV);
 5. scaling: 300, 3,000 and 30,000 images (the set repeated), time per image and peak memory.
 
 The page cache is warmed first (every file read once), so all pipelines see the same disk.
 Results go to ``bench/results/engines.json`` and the table in ``bench/README.md``.
 
     .venv/bin/python bench/engines.py [--data ../shared/data/cats_and_dogs_filtered] [--quick]
+        [--skip-datasets]
 """
 
 from __future__ import annotations
@@ -165,6 +170,66 @@ def graft_stream(files: list[Path], precision: str = "fp32", engine: str = "auto
     return images / (time.perf_counter() - start)
 
 
+def first_extraction(folder: Path, precision: str) -> tuple[float, str]:
+    """Seconds of a first ``extract_dataset`` of ``folder`` (fresh cache and compiled models),
+    and the precision it used."""
+    from graft.features.extract import FeatureSpec, extract_dataset
+
+    previous = os.environ["GRAFT_CACHE_DIR"]
+    os.environ["GRAFT_CACHE_DIR"] = tempfile.mkdtemp(prefix=f"graft-bench-{precision}-")
+    try:
+        start = time.perf_counter()
+        result = extract_dataset(folder, [FeatureSpec.create(BACKBONE)], precision=precision)
+        seconds = time.perf_counter() - start
+    finally:
+        os.environ["GRAFT_CACHE_DIR"] = previous
+    return seconds, result.specs[0].precision
+
+
+def dataset_probes(shared: Path) -> dict[str, dict[str, Any]]:
+    """``graft train``'s linear probe, default (auto) against ``--precision fp32``, per dataset."""
+    from graft.data.prepare import DataOptions
+    from graft.datasets import elpv
+    from graft.training import LinearOptions, train_linear
+
+    sets: dict[str, tuple[Any, DataOptions, str]] = {
+        "cats_and_dogs_filtered": (shared / "cats_and_dogs_filtered", DataOptions(), "val"),
+        "potato_disease": (shared / "potato_disease", DataOptions(), "test"),
+        "brain_mri": (shared / "brain_mri", DataOptions(), "test"),
+        "ELPV": (elpv("binary"), DataOptions(val=0.0, test=0.25, seed=0), "test"),
+    }
+    results = {}
+    scratch = Path(tempfile.mkdtemp(prefix="graft-bench-probe-"))
+    for name, (data, data_options, split) in sets.items():
+        if isinstance(data, Path) and not data.is_dir():
+            print(f"  {name}: skipped (no {data})")
+            continue
+        row: dict[str, Any] = {"split": split}
+        for precision in ("fp32", "auto"):
+            start = time.perf_counter()
+            result = train_linear(
+                data,
+                name=name,
+                out=scratch / f"{name}-{precision}",
+                data_options=data_options,
+                options=LinearOptions(precision=precision),
+            )
+            row[precision] = {
+                "accuracy": float(result.metrics[split]["accuracy"]),
+                "seconds": time.perf_counter() - start,
+                "precision": result.extraction["precision"][0]["precision"],
+                "reason": result.extraction["precision"][0]["reason"],
+            }
+        row["difference_points"] = 100 * (row["auto"]["accuracy"] - row["fp32"]["accuracy"])
+        results[name] = row
+        print(
+            f"  {name}: fp32 {row['fp32']['accuracy']:.2%}, auto ({row['auto']['precision']}) "
+            f"{row['auto']['accuracy']:.2%} ({row['difference_points']:+.2f} points)",
+            flush=True,
+        )
+    return results
+
+
 def naive_loop(files: list[Path]) -> float:
     """The seeds' loop: one image at a time, load + resize + preprocess + predict (eager)."""
     import torch
@@ -262,6 +327,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument(
+        "--skip-datasets", action="store_true", help="no auto-vs-fp32 probes on four datasets"
+    )
+    parser.add_argument(
         "--table", action="store_true", help="only rewrite bench/README.md from the saved JSON"
     )
     args = parser.parse_args()
@@ -273,6 +341,7 @@ def main() -> None:
     os.environ.setdefault("GRAFT_CACHE_DIR", tempfile.mkdtemp(prefix="graft-bench-"))
     from graft.data.loading import decode_pixels
     from graft.errors import ConfigError
+    from graft.features.extract import FeatureSpec
     from graft.features.layers import feature_module
     from graft.zoo import get_backbone
     from graft.zoo.model import create_model
@@ -305,8 +374,19 @@ def main() -> None:
     models = model_only(pixels, calibration)
     sizes = batch_sizes(pixels)
     print("end to end, graft:")
+    from graft.features.precision import auto_precision
+
+    labels = [f.parent.name for f in files]
+    splits = ["train" if "train" in f.parts else "val" for f in files]
+    from graft.data.scan import content_hashes
+
+    auto_spec, choice = auto_precision(
+        FeatureSpec.create(BACKBONE), files, labels, splits, content_hashes(files)
+    )
+    print(f"  {choice.summary()}")
     for name, run in [
-        ("graft default (fp32)", lambda: graft_stream(files)),
+        ("graft default (auto)", lambda: graft_stream(files, auto_spec.precision)),
+        ("graft fp32", lambda: graft_stream(files)),
         ("graft int8", lambda: graft_stream(files, "int8")),
         ("graft bf16", lambda: graft_stream(files, "bf16")),
         ("graft, torch engine", lambda: graft_stream(files[::3], engine="torch")),
@@ -317,10 +397,18 @@ def main() -> None:
             print(f"  {name}: skipped ({err})")
             continue
         print(f"  {name:<24} {e2e[name]:7.1f} img/s", flush=True)
-    default = e2e["graft default (fp32)"]
+    default = e2e["graft default (auto)"]
+    print("first extraction of the folder (fresh cache, compile and checks included):")
+    first = {}
+    for precision in ("fp32", "auto"):
+        seconds, used = first_extraction(args.data, precision)
+        first[precision] = {"seconds": seconds, "precision": used}
+        print(f"  --precision {precision} ({used}): {seconds:.1f} s", flush=True)
     ratios = {
+        "default / fp32": default / e2e["graft fp32"],
         "default / naive loop": default / e2e["naive loop (seeds)"],
         "default / plain batched PyTorch": default / e2e["plain batched PyTorch"],
+        "first extraction, fp32 / auto": first["fp32"]["seconds"] / first["auto"]["seconds"],
         "int8 / plain batched PyTorch": e2e.get("graft int8", float("nan"))
         / e2e["plain batched PyTorch"],
     }
@@ -333,6 +421,8 @@ def main() -> None:
     )
     print("probe accuracy (train fits, validation scores):")
     accuracy = probe_accuracies(files)
+    print("graft train's linear probe, default (auto) vs --precision fp32:")
+    probes = {} if args.skip_datasets or args.quick else dataset_probes(args.data.parent)
     print("scaling (graft default, no cache):")
     scale = scaling(files, [30, 300, 3000] if args.quick else [300, 3000, 30000])
     results = {
@@ -345,7 +435,10 @@ def main() -> None:
         "end_to_end_img_s": e2e,
         "ratios": ratios,
         "peak_fraction": peak_fraction,
+        "auto_choice": choice.to_dict(),
+        "first_extraction": first,
         "probe": accuracy,
+        "dataset_probes": probes,
         "scaling": scale,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -400,10 +493,41 @@ def write_table(results: dict[str, Any]) -> None:
         f"| {row['images']} | {row['ms_per_image']:.2f} | {row['peak_rss_mb']:.0f} |"
         for row in results["scaling"]
     ]
+    choice, first = results.get("auto_choice"), results.get("first_extraction")
+    if choice and first:
+        lines += [
+            "",
+            f"graft's default is `--precision auto`; here it chose **{choice['precision']}** "
+            f"({choice['reason']}).",
+            "",
+            "| first extraction of the folder (fresh cache; compile and checks included) "
+            "| seconds | precision |",
+            "|---|---:|---|",
+        ]
+        lines += [
+            f"| `--precision {name}` | {row['seconds']:.1f} | {row['precision']} |"
+            for name, row in first.items()
+        ]
+    probes = results.get("dataset_probes") or {}
+    if probes:
+        lines += [
+            "",
+            "| `graft train` linear probe | split | `--precision fp32` | default (auto) "
+            "| difference |",
+            "|---|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {name} | {row['split']} | {row['fp32']['accuracy']:.2%} | "
+            f"{row['auto']['accuracy']:.2%} ({row['auto']['precision']}) | "
+            f"{row['difference_points']:+.2f} pt |"
+            for name, row in probes.items()
+        ]
     lines += [
         "",
-        f"graft default vs the naive loop: {ratios['default / naive loop']:.1f}x; vs plain "
-        f"batched PyTorch: {ratios['default / plain batched PyTorch']:.1f}x.",
+        f"graft default vs `--precision fp32`: {ratios['default / fp32']:.2f}x (pipeline), "
+        f"{ratios['first extraction, fp32 / auto']:.2f}x (first extraction); vs the naive loop: "
+        f"{ratios['default / naive loop']:.1f}x; vs plain batched PyTorch: "
+        f"{ratios['default / plain batched PyTorch']:.1f}x.",
         "<!-- engines:end -->",
     ]
     readme = HERE / "README.md"

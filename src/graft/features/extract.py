@@ -128,6 +128,12 @@ class FeatureSpec:
         text = json.dumps(self.describe(), sort_keys=True)
         return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
+    @property
+    def model_key(self) -> str:
+        """The key of the compiled model: bf16 runs the fp32 model with a bf16 hint, so the
+        two share one (converting it again would cost 3 s)."""
+        return self.with_precision("fp32").key if self.precision == "bf16" else self.key
+
 
 @dataclass
 class ExtractionResult:
@@ -307,7 +313,7 @@ def feature_engine(spec: FeatureSpec, *, engine: str = "auto", device: str | Non
         engine=engine,
         precision=spec.precision,
         device=device,
-        cache_key=spec.key,
+        cache_key=spec.model_key,
         calibration=(lambda: decode_pixels(files, spec.preprocessing)) if files else None,
     )
 

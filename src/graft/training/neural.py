@@ -761,7 +761,7 @@ class _Trainer:
         from graft.features.layers import feature_module
 
         spec = self._feature_spec()
-        key = spec.key
+        key = spec.model_key
         if phase.top == 0 or split is None:
             frozen: nn.Module = feature_module(self.model.backbone)
             trainable: nn.Module = self.model.head
