@@ -205,15 +205,22 @@ def dataset_probes(shared: Path) -> dict[str, dict[str, Any]]:
             print(f"  {name}: skipped (no {data})")
             continue
         row: dict[str, Any] = {"split": split}
-        for precision in ("fp32", "auto"):
+        for precision in ("auto", "fp32"):
+            # Each in an empty cache, as on a first run (auto keeps fp32 features it finds).
+            previous = os.environ.get("GRAFT_CACHE_DIR")
+            os.environ["GRAFT_CACHE_DIR"] = str(scratch / f"cache-{name}-{precision}")
             start = time.perf_counter()
-            result = train_linear(
-                data,
-                name=name,
-                out=scratch / f"{name}-{precision}",
-                data_options=data_options,
-                options=LinearOptions(precision=precision),
-            )
+            try:
+                result = train_linear(
+                    data,
+                    name=name,
+                    out=scratch / f"{name}-{precision}",
+                    data_options=data_options,
+                    options=LinearOptions(precision=precision),
+                )
+            finally:
+                if previous is not None:
+                    os.environ["GRAFT_CACHE_DIR"] = previous
             row[precision] = {
                 "accuracy": float(result.metrics[split]["accuracy"]),
                 "seconds": time.perf_counter() - start,
@@ -330,11 +337,23 @@ def main() -> None:
         "--skip-datasets", action="store_true", help="no auto-vs-fp32 probes on four datasets"
     )
     parser.add_argument(
+        "--probes-only",
+        action="store_true",
+        help="only rerun the auto-vs-fp32 probes; merge them into the saved JSON",
+    )
+    parser.add_argument(
         "--table", action="store_true", help="only rewrite bench/README.md from the saved JSON"
     )
     args = parser.parse_args()
     if args.table:
         write_table(json.loads((HERE / "results" / "engines.json").read_text()))
+        return
+    if args.probes_only:
+        os.environ.setdefault("GRAFT_CACHE_DIR", tempfile.mkdtemp(prefix="graft-bench-"))
+        saved = json.loads((HERE / "results" / "engines.json").read_text())
+        saved["dataset_probes"] = dataset_probes(args.data.parent)
+        (HERE / "results" / "engines.json").write_text(json.dumps(saved, indent=2) + "\n")
+        write_table(saved)
         return
     if not args.data.is_dir():
         sys.exit(f"{args.data}: no such folder; pass --data with cats_and_dogs_filtered")
@@ -423,7 +442,7 @@ def main() -> None:
     accuracy = probe_accuracies(files)
     print("graft train's linear probe, default (auto) vs --precision fp32:")
     probes = {} if args.skip_datasets or args.quick else dataset_probes(args.data.parent)
-    print("scaling (graft default, no cache):")
+    print("scaling (graft fp32, no cache):")
     scale = scaling(files, [30, 300, 3000] if args.quick else [300, 3000, 30000])
     results = {
         "machine": {"cores": os.cpu_count(), "processor": platform.processor()},

@@ -464,3 +464,28 @@ def test_strong_augmentation_mixes_pixels_before_the_frozen_part(
         changed += int(not torch.equal(mixed_pixels, original))
     assert changed == len(produced)  # every batch was mixed
     assert not any(torch.equal(x, original) for x in training_inputs for original in unmixed)
+
+
+def test_frozen_parts_take_the_guarded_auto_precision_and_keep_it_on_resume(
+    split_folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import graft.features.precision as precision
+
+    if not precision.bf16_native("openvino"):
+        pytest.skip("this CPU computes no bf16 natively")
+    monkeypatch.setattr(precision, "AUTO_MIN_IMAGES", 0)
+    options = NeuralOptions(strategy="head", epochs=1, augment="none", workers=0, batch_size=4)
+    train_neural(split_folders, out=tmp_path / "auto", options=options)
+    chosen = json.loads((tmp_path / "auto" / "config.json").read_text())["frozen_precision"]
+    assert chosen["requested"] == "auto" and chosen["precision"] == "bf16"
+    assert [c["precision"] for c in chosen["checks"]] == ["bf16"]
+    # --precision fp32 restores fp32 frozen parts, with no check.
+    fp32 = NeuralOptions(**{**options.to_dict(), "precision": "fp32"})
+    train_neural(split_folders, out=tmp_path / "fp32", options=fp32)
+    kept = json.loads((tmp_path / "fp32" / "config.json").read_text())["frozen_precision"]
+    assert kept["precision"] == "fp32" and kept["checks"] == []
+    # Without bf16 units, auto keeps fp32.
+    monkeypatch.setattr(precision, "bf16_native", lambda engine="auto", device=None: False)
+    train_neural(split_folders, out=tmp_path / "none", options=options)
+    none = json.loads((tmp_path / "none" / "config.json").read_text())["frozen_precision"]
+    assert none["precision"] == "fp32" and none["checks"] == []
