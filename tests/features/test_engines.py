@@ -196,12 +196,12 @@ def test_auto_takes_bf16_where_native_after_the_check(
 
     images = sorted((split_folders / "validation").rglob("*.png"))
     here = [p.label for p in load(tmp_path / "run").predict(images)]
+    native = base.bf16_native
     monkeypatch.setattr(base, "bf16_native", lambda engine="auto", device=None: False)
     moved = load(tmp_path / "run")
     assert [p.label for p in moved.predict(images)] == here
     assert [engine.precision for engine in moved._engines] == ["fp32"]  # type: ignore[attr-defined]
-    monkeypatch.undo()
-    monkeypatch.setattr(precision, "AUTO_MIN_IMAGES", 0)
+    monkeypatch.setattr(base, "bf16_native", native)
     # New images, too few to repay the check: fp32, and no check run.
     other = tmp_path / "other"
     write_class_folders(other / "train", 10, start=300)
