@@ -248,16 +248,19 @@ def auto_precision(
         )
     checks: list[PrecisionCheck] = []
     for candidate in candidates:
-        check = check_precision(
-            paths,
-            labels,
-            splits,
-            hashes,
-            candidate,
-            engine=engine,
-            batch_size=batch_size,
-            limit=AUTO_CHECK_IMAGES,
-        )
+        try:
+            check = check_precision(
+                paths,
+                labels,
+                splits,
+                hashes,
+                candidate,
+                engine=engine,
+                batch_size=batch_size,
+                limit=AUTO_CHECK_IMAGES,
+            )
+        except ConfigError as err:  # no check possible on this data: no reduced precision
+            return spec, PrecisionChoice("fp32", f"{candidate.precision} not checked: {err}")
         checks.append(check)
         if check.drop <= tolerance:
             return candidate, PrecisionChoice(
