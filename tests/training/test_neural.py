@@ -473,17 +473,29 @@ def test_frozen_parts_take_the_guarded_auto_precision_and_keep_it_on_resume(
 
     if not precision.bf16_native("openvino"):
         pytest.skip("this CPU computes no bf16 natively")
+    import graft.training.neural as neural
+
     monkeypatch.setattr(precision, "AUTO_MIN_IMAGES", 0)
-    options = NeuralOptions(strategy="head", epochs=1, augment="none", workers=0, batch_size=4)
+    built: list[str] = []  # the precision each frozen-part engine is built with
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        built.append(kwargs["precision"])
+        return frozen_runner(*args, **kwargs)
+
+    frozen_runner = neural.frozen_runner
+    monkeypatch.setattr(neural, "frozen_runner", spy)
+    options = NeuralOptions(strategy="head", epochs=1, augment="light", workers=0, batch_size=4)
     train_neural(split_folders, out=tmp_path / "auto", options=options)
     chosen = json.loads((tmp_path / "auto" / "config.json").read_text())["frozen_precision"]
     assert chosen["requested"] == "auto" and chosen["precision"] == "bf16"
+    assert built == ["bf16"]
     assert [c["precision"] for c in chosen["checks"]] == ["bf16"]
     # --precision fp32 restores fp32 frozen parts, with no check.
     fp32 = NeuralOptions(**{**options.to_dict(), "precision": "fp32"})
     train_neural(split_folders, out=tmp_path / "fp32", options=fp32)
     kept = json.loads((tmp_path / "fp32" / "config.json").read_text())["frozen_precision"]
     assert kept["precision"] == "fp32" and kept["checks"] == []
+    assert built == ["bf16", "fp32"]
     # Without bf16 units, auto keeps fp32.
     monkeypatch.setattr(precision, "bf16_native", lambda engine="auto", device=None: False)
     train_neural(split_folders, out=tmp_path / "none", options=options)
