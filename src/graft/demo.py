@@ -68,7 +68,7 @@ ELPV_PUBLISHED = {"CNN (fine-tuned VGG19)": 88.42, "SVM (hand-crafted features)"
 
 
 def _elpv_linear_probe(console: Console) -> str:
-    from graft.cli.render import data_summary, extraction_progress
+    from graft.cli.render import data_summary, extraction_progress, precision_line
     from graft.config import cache_dir
     from graft.data.prepare import DataOptions
     from graft.datasets import elpv
@@ -91,6 +91,8 @@ def _elpv_linear_probe(console: Console) -> str:
             on_report=lambda report: data_summary(console, report),
             progress=progress,
         )
+    for choice in result.extraction.get("precision", []):
+        console.print(precision_line(choice), highlight=False)
     accuracy = _beside_published(console, result.metrics, [], "graft linear probe (this run)")
     return (
         f"ELPV linear probe: test accuracy {accuracy:.2f} % (published: CNN 88.42 %, SVM 82.44 %), "

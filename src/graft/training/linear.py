@@ -126,7 +126,7 @@ class RunResult:
     metrics: dict[str, dict[str, Any]]
     report: DataReport
     timings: dict[str, float] = field(default_factory=dict)
-    extraction: dict[str, int] = field(default_factory=dict)
+    extraction: dict[str, Any] = field(default_factory=dict)
     head_params: dict[str, Any] = field(default_factory=dict)
 
 
