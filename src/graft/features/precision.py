@@ -147,8 +147,7 @@ def guarded_spec(
     if spec.precision == "fp32":
         return spec, None
     if spec.precision == "int8" and spec.calibration is None:
-        train = [p for p, s in zip(paths, splits, strict=True) if s == "train"] or list(paths)
-        spec = calibrate(spec, paths, hashes, train)
+        spec = calibrate(spec, paths, hashes, _training_paths(paths, splits))
     check = check_precision(
         paths, labels, splits, hashes, spec, engine=engine, batch_size=batch_size
     )
@@ -224,10 +223,12 @@ def auto_precision(
     spec = spec.with_precision("fp32")
     known = [h for h in hashes if h is not None]
     candidates: list[FeatureSpec] = []
-    train = [p for p, s in zip(paths, splits, strict=True) if s == "train"] or list(paths)
-    quantized = calibrate(spec.with_precision("int8"), paths, hashes, train)
-    if int8 and is_compiled(engine, quantized.key, "int8"):
-        candidates.append(quantized)
+    if int8:
+        quantized = calibrate(
+            spec.with_precision("int8"), paths, hashes, _training_paths(paths, splits)
+        )
+        if is_compiled(engine, quantized.key, "int8"):
+            candidates.append(quantized)
     native = bf16_native(engine)
     if native:
         candidates.append(spec.with_precision("bf16"))
@@ -331,6 +332,11 @@ def enforce(
             f"{tolerance:g}; use --precision fp32, or accept it with --force-precision (or a "
             "larger --precision-tolerance)"
         )
+
+
+def _training_paths(paths: Sequence[Path], splits: Sequence[str | None]) -> list[Path]:
+    """The training split's images (int8 calibrates on them), or every image without splits."""
+    return [p for p, s in zip(paths, splits, strict=True) if s == "train"] or list(paths)
 
 
 def _sample(splits: list[str | None], labels: list[str], limit: int) -> tuple[list[int], list[int]]:
