@@ -24,8 +24,9 @@ from graft.training import Callback, NeuralOptions, train_neural
 from graft.training.neural import plan_phases
 from synthetic import write_class_folders
 
-#: Small and quick: torch for frozen parts (no conversion), no worker processes.
-QUICK = {"engine": "torch", "workers": 0, "batch_size": 4}
+#: Small and quick: torch for frozen parts (no conversion), no worker processes; the probe
+#: safeguard off, so the model kept is the trained one these tests inspect.
+QUICK = {"engine": "torch", "workers": 0, "batch_size": 4, "safeguard": False}
 
 
 def _options(**overrides: Any) -> NeuralOptions:

@@ -42,6 +42,14 @@ def data_summary(console: Console, report: DataReport) -> None:
         table.add_row(label, *(str(counts[split].get(label, 0)) for split in splits))
     table.add_row("[bold]total", *(f"[bold]{sum(counts[s].values())}" for s in splits))
     console.print(table)
+    if report.carved_val:
+        console.print(
+            f"validation: the data has no validation split, so {report.carved_val:.0%} of each "
+            "class of train became one (stratified; it selects the epoch and checks the run "
+            "against the probe); --val 0 trains on all of train",
+            highlight=False,
+            soft_wrap=True,
+        )
     for _, reason in report.problems[:MAX_LISTED]:
         console.print(f"[yellow]skipped:[/yellow] {reason}", highlight=False, soft_wrap=True)
     if len(report.problems) > MAX_LISTED:

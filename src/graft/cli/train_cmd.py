@@ -40,7 +40,9 @@ def train(
         None, help="Continue an interrupted run (neural strategies)."
     ),
     val: float | None = typer.Option(
-        None, help="Validation fraction when the data has no split (0.2)."
+        None,
+        help="Validation fraction when the data has no split (0.2); neural strategies also "
+        "carve 0.1 of train when the given splits have no validation. 0: none.",
     ),
     test: float | None = typer.Option(None, help="Test fraction when the data has no split (0)."),
     seed: int = typer.Option(0, help="Seeds splits, subsets, initialisation and data order."),
@@ -86,6 +88,15 @@ def train(
     sampler: str = typer.Option("random", help="random or balanced (equal classes per epoch)."),
     augment: str = typer.Option("standard", help="none, light, standard, strong, or a JSON file."),
     hidden: int | None = typer.Option(None, help="Neural: width of a hidden layer in the head."),
+    head_init: str = typer.Option(
+        "probe",
+        "--head-init",
+        help="Neural: probe (LP-FT: the head starts as the linear probe) or random.",
+    ),
+    safeguard: bool = typer.Option(
+        True,
+        help="Neural: keep the linear probe unless a trained epoch beats it on validation.",
+    ),
     dropout: float = typer.Option(0.2, help="Neural: dropout in the head."),
     bn: str = typer.Option(
         "eval",
@@ -177,6 +188,8 @@ def train(
             "sampler": sampler,
             "augment": augment,
             "hidden": hidden,
+            "head_init": head_init,
+            "safeguard": safeguard,
             "dropout": dropout,
             "bn": bn,
             "monitor": monitor,
@@ -215,6 +228,7 @@ def train(
         summary.update(head=result.head_params, extraction=result.extraction)
     else:
         summary["history"] = result.history
+        summary["safeguard"] = result.safeguard
     summary["timings_s"] = {k: round(v, 2) for k, v in result.timings.items()}
     if as_json:
         if main_process:
@@ -236,6 +250,8 @@ def train(
         )
         for choice in extraction.get("precision", []):
             console.print(precision_line(choice), highlight=False)
+    if summary.get("safeguard"):
+        console.print(f"safeguard: {summary['safeguard']['message']}", highlight=False)
     console.print(
         "time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()), highlight=False
     )

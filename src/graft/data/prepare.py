@@ -39,6 +39,9 @@ class DataOptions:
             slightly cropped copies; done by the trainer, which has the features).
         fixes: A decisions file (``graft audit``'s ``fixes.csv``: path,action,label) to apply
             to the images read: drop or relabel, never touching the files.
+        carve_val: When the data comes with splits but none is for validation and ``val`` is
+            not given, carve this fraction of each class out of train (the neural strategies
+            set it: they select epochs and guard against the probe on validation).
     """
 
     root: Path | None = None
@@ -49,6 +52,7 @@ class DataOptions:
     limit: int | None = None
     dedupe: bool | str = False
     fixes: Path | None = None
+    carve_val: float = 0.0
 
     def __post_init__(self) -> None:
         mode = self.dedupe if isinstance(self.dedupe, str) else ("exact" if self.dedupe else "none")
@@ -90,7 +94,15 @@ def prepare(
         images = read_labelled(data, root=options.root)
     else:
         images = from_items(data, source=name or "items")
-    images = assign_splits(images, val=options.val, test=options.test, seed=options.seed)
+    carving = (
+        options.val is None
+        and options.carve_val > 0
+        and images.has_splits
+        and not images.split("val")
+    )
+    images = assign_splits(
+        images, val=options.val, test=options.test, seed=options.seed, carve=options.carve_val
+    )
     fixed: dict[str, Any] = {}
     if options.fixes is not None:  # after the split: every image keeps the split it had
         from graft.auditing.fixes import apply_fixes, read_fixes
@@ -101,6 +113,8 @@ def prepare(
         images, per_class=options.per_class, limit=options.limit, seed=options.seed
     )
     report = validate(images, dedupe=options.dedupe != "none")
+    if carving:
+        report.carved_val = options.carve_val
     if fixed:
         report.fixes = fixed
         report.warnings.append(

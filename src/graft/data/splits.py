@@ -37,12 +37,13 @@ def assign_splits(
     val: float | None = None,
     test: float | None = None,
     seed: int = 0,
+    carve: float = 0.0,
 ) -> LabelledImages:
     """Give every sample a split.
 
     Given splits are kept. Without them, ``val`` (default 0.2) and ``test`` (default 0) of each
-    class go to validation and test. With given splits but no validation split, ``val`` (only if
-    passed explicitly) carves one out of train, stratified.
+    class go to validation and test. With given splits but no validation split, ``val`` (or,
+    when ``val`` is not passed, ``carve``) carves one out of train, stratified.
 
     Raises:
         ConfigError: Fractions outside ``[0, 1)`` or adding up to 1 or more.
@@ -50,6 +51,8 @@ def assign_splits(
     _check_fraction("val", val)
     _check_fraction("test", test)
     if images.has_splits:
+        if val is None:
+            val = carve
         if val and not images.split("val"):
             train = [s for s in images.samples if s.split == "train"]
             rest = [s for s in images.samples if s.split != "train"]

@@ -45,6 +45,8 @@ class DataReport:
         near_duplicates: What the cross-split near-copy check found and dropped
             (:func:`graft.auditing.leakage.check_near_duplicates`).
         fixes: What a ``--fixes`` file changed (dropped, relabelled, unmatched).
+        carved_val: The fraction of train carved out as the validation split, when the data
+            came with splits but none for validation (0: none carved).
     """
 
     images: LabelledImages
@@ -55,6 +57,7 @@ class DataReport:
     warnings: list[str] = field(default_factory=list)
     near_duplicates: dict[str, Any] = field(default_factory=dict)
     fixes: dict[str, Any] = field(default_factory=dict)
+    carved_val: float = 0.0
 
     def cleaning(self) -> dict[str, Any]:
         """What was found and dropped beyond unreadable files, for a run's ``config.json``."""
@@ -62,6 +65,7 @@ class DataReport:
             "near_duplicates_across_splits": self.near_duplicates,
             "dropped": [str(sample.path) for sample in self.dropped],
             **({"fixes": self.fixes} if self.fixes else {}),
+            **({"val_carved_from_train": self.carved_val} if self.carved_val else {}),
         }
 
     def fingerprint(self) -> str:

@@ -77,6 +77,7 @@ from graft.training.pipelines import (
     seed_epoch,
     tensor_batches,
 )
+from graft.training.probe import HEAD_INITS, probe_layer, safeguard_summary, start_from_probe
 from graft.training.stages import (
     Stage,
     backbone_stages,
@@ -98,6 +99,9 @@ CHECKPOINT_LAST = "checkpoint_last.pt"
 CHECKPOINT_BEST = "checkpoint_best.pt"
 MODEL = "model.safetensors"
 HISTORY = "history.json"
+#: The fraction of train that becomes the validation split when the given splits have none
+#: (Keras' ``validation_split``): without one nothing selects the epoch or guards the run.
+CARVED_VAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,11 @@ class NeuralOptions:
         sampler: ``random`` or ``balanced`` (draws classes equally often).
         augment: A preset (``none``, ``light``, ``standard``, ``strong``) or a JSON file.
         hidden: Width of an optional hidden layer in the head.
+        head_init: ``probe`` (LP-FT: the head starts as the linear probe fitted on the
+            cached features, see :mod:`graft.training.probe`) or ``random``. ``scratch``
+            always starts at random.
+        safeguard: Score the linear probe on validation before the first epoch and keep it
+            unless a trained epoch does better (``False``: keep the best trained epoch).
         dropout: Dropout in the head.
         bn: BatchNorm statistics: ``eval`` (every pretrained layer keeps its own), ``unfrozen``
             (the unfrozen stages update theirs) or ``train`` (all update, frozen ones too).
@@ -152,6 +161,8 @@ class NeuralOptions:
     sampler: str = "random"
     augment: str = "standard"
     hidden: int | None = None
+    head_init: str = "probe"
+    safeguard: bool = True
     dropout: float = 0.2
     bn: str = "eval"
     monitor: str = "val_accuracy"
@@ -206,6 +217,10 @@ class NeuralOptions:
             ),
             (0 <= self.dropout < 1, f"--dropout {self.dropout} must be in [0, 1)"),
             (
+                self.head_init in HEAD_INITS,
+                f"--head-init {self.head_init!r} must be one of {', '.join(HEAD_INITS)}",
+            ),
+            (
                 self.patience is None or self.patience >= 1,
                 f"--patience {self.patience} must be at least 1",
             ),
@@ -247,6 +262,7 @@ class NeuralResult:
     history: list[dict[str, Any]]
     report: DataReport | None
     timings: dict[str, float] = field(default_factory=dict)
+    safeguard: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -305,10 +321,13 @@ def train_neural(
         report.near_duplicates = stored.get("near_duplicates_across_splits", {})
         report.fixes = stored.get("fixes", {})
         report.dropped = [Sample(Path(path), "") for path in stored.get("dropped", [])]
+        report.carved_val = float(stored.get("val_carved_from_train", 0.0))
     else:
         options = options or NeuralOptions()
         data_options = data_options or DataOptions()
         options.validate()
+        if data_options.val is None and not data_options.carve_val:
+            data_options = replace(data_options, carve_val=CARVED_VAL)
         if data is None:
             raise ConfigError("no data given; pass DATA, or --resume RUN_DIR")
         report = prepare(data, data_options, name=name)
@@ -354,7 +373,14 @@ def train_neural(
         context.barrier()
         if not context.is_main:
             metrics = json.loads((run_dir / METRICS).read_text())
-    return NeuralResult(run_dir, metrics, history, report, {"total": time.perf_counter() - started})
+    return NeuralResult(
+        run_dir,
+        metrics,
+        history,
+        report,
+        {"total": time.perf_counter() - started},
+        trainer.safeguard,
+    )
 
 
 class _Trainer:
@@ -418,6 +444,8 @@ class _Trainer:
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"value": None, "epoch": None}
+        self.probe: dict[str, Any] | None = None
+        self.safeguard: dict[str, Any] = {}
         self.bad_epochs = 0
         self.stopped_phases: list[int] = []
         self.finished = False
@@ -533,8 +561,9 @@ class _Trainer:
         self.best = dict(state["best"])
         self.bad_epochs = int(state["bad_epochs"])
         self.stopped_phases = list(state["stopped_phases"])
+        self.probe = state.get("probe")
 
-    def _save(self, path_name: str) -> None:
+    def _save(self, path_name: str, model_state: dict[str, torch.Tensor] | None = None) -> None:
         if not self.context.is_main:
             return
         state = {
@@ -543,9 +572,10 @@ class _Trainer:
             "best": self.best,
             "bad_epochs": self.bad_epochs,
             "stopped_phases": self.stopped_phases,
+            "probe": self.probe,
         }
         checkpoint = {
-            "model": self.model.state_dict(),
+            "model": self.model.state_dict() if model_state is None else model_state,
             "optimizer": self.optimizer.state_dict(),
             "state": state,
         }
@@ -557,6 +587,8 @@ class _Trainer:
     def fit(self) -> list[dict[str, Any]]:
         """Run (or continue) the phases; return the history."""
         self._restore()
+        if self.epoch == 0 and self.options.strategy != "scratch":
+            self._start_from_probe()
         shared = {
             "run_dir": self.run_dir,
             "phases": self.phases,
@@ -575,6 +607,44 @@ class _Trainer:
         for callback in self.callbacks:
             callback.on_train_end(shared)
         return self.history
+
+    def _start_from_probe(self) -> None:
+        """Fit the linear probe on the cached training features; start the head from it (LP-FT,
+        unless ``--head-init random``) and make it the checkpoint to beat on validation."""
+        import copy
+
+        from graft.evaluation.metrics import classification_metrics
+        from graft.heads import fit_head
+
+        train = _present(self._cached_features(self.samples["train"]))
+        fitted = fit_head(
+            "logreg",
+            train.numpy(),
+            [self.classes[t] for t in self.targets["train"]],
+            classes=self.classes,
+            class_weight=self.options.class_weight,
+            seed=self.seed,
+        )
+        probe_head = copy.deepcopy(self.model.head).cpu()
+        start_from_probe(probe_head, *probe_layer(fitted))
+        probe_head.to(self.device)
+        if self.options.head_init == "probe":
+            self.model.head.load_state_dict(probe_head.state_dict())
+        self.probe = {"C": fitted.params["C"], "selection": fitted.params["selection"]}
+        val = self._cached_features(self.samples["val"])
+        if val is None or not self.options.safeguard:
+            return
+        batches = self._val_batches(val)
+        assert batches is not None
+        proba, targets, loss = evaluate_batches(probe_head, batches(), self.settings)
+        metrics = classification_metrics([self.classes[t] for t in targets], proba, self.classes)
+        self.probe.update(
+            val_loss=loss, val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"]
+        )
+        self.best = {"value": monitored(self.probe, self.settings.monitor), "epoch": 0}
+        state = self.model.state_dict()
+        state.update({f"head.{k}": v for k, v in probe_head.state_dict().items()})
+        self._save(CHECKPOINT_BEST, state)
 
     def _total(self) -> int:
         return sum(phase.epochs for phase in self.phases)
@@ -908,6 +978,13 @@ class _Trainer:
         fault_point("neural.after-model")
         config = self._config("complete")
         config["best_epoch"] = self.best.get("epoch")
+        config["probe"] = self.probe
+        config["safeguard"] = self.safeguard = safeguard_summary(
+            self.probe if self.options.strategy != "scratch" and self.options.safeguard else None,
+            self.history,
+            self.best.get("epoch"),
+            self.settings.monitor,
+        )
         if config["distributed"] is not None:
             config["distributed"]["parameters_identical"] = parameters_identical
         config["time_per_epoch_s"] = {

@@ -1,0 +1,179 @@
+"""LP-FT and the probe safeguard: the head starts as the linear probe, and a run never ends
+below its own probe on validation."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import graft
+from graft.errors import ConfigError
+from graft.heads import fit_head
+from graft.training import Callback, NeuralOptions, train_neural
+from graft.training.model import HeadConfig, NeuralHead
+from graft.training.probe import probe_layer, start_from_probe
+from synthetic import write_class_folders
+
+#: torch for the frozen parts, in fp32, on both sides: the probe and the network then see the
+#: same features.
+SAME_FEATURES = {"engine": "torch", "workers": 0, "batch_size": 4, "precision": "fp32"}
+
+
+def _features(classes: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 2, (classes, 16))
+    x = np.vstack([rng.normal(c, 1.5, (30, 16)) + 5 for c in centres]).astype(np.float32)
+    return x, [f"c{i}" for i in range(classes) for _ in range(30)]
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+@pytest.mark.parametrize("hidden", [None, 8])
+def test_the_head_computes_the_probe(classes: int, hidden: int | None) -> None:
+    x, y = _features(classes)
+    probe = fit_head("logreg", x, y)
+    head = NeuralHead(16, HeadConfig(num_classes=classes, hidden=hidden)).eval()
+    start_from_probe(head, *probe_layer(probe))
+    with torch.no_grad():
+        ours = head(torch.from_numpy(x)).softmax(1).numpy()
+    np.testing.assert_allclose(ours, probe.predict_proba(x), atol=1e-5)
+
+
+def test_a_hidden_layer_too_narrow_for_the_probe_is_refused() -> None:
+    x, y = _features(3)
+    head = NeuralHead(16, HeadConfig(num_classes=3, hidden=5))
+    with pytest.raises(ConfigError, match=r"--hidden 5 is too narrow.*--hidden 6.*random"):
+        start_from_probe(head, *probe_layer(fit_head("logreg", x, y)))
+
+
+class FirstForward(Callback):
+    """The network's probabilities on some images when the first epoch begins."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+        self.proba: np.ndarray | None = None
+
+    def on_epoch_begin(self, state: dict[str, Any]) -> None:
+        if state["epoch"] != 0:
+            return
+        from graft.data.transforms import eval_transform
+
+        model = copy.deepcopy(state["model"]).cpu().eval()
+        transform = eval_transform(model.record.preprocessing)
+        pixels = torch.stack([transform(Image.open(p).convert("RGB")) for p in self.paths])
+        with torch.no_grad():
+            self.proba = model(pixels).softmax(1).numpy()
+
+
+@pytest.fixture(scope="module")
+def three_colours(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("colours")
+    classes = ("red", "blue", "green")
+    write_class_folders(root / "train", 8, classes)
+    write_class_folders(root / "validation", 3, classes, start=100)
+    write_class_folders(root / "test", 3, classes, start=200)
+    return root
+
+
+@pytest.fixture(scope="module")
+def probe_run(three_colours: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("probe") / "run"
+    graft.train(three_colours, strategy="linear", out=out, engine="torch", precision="fp32")
+    return out
+
+
+def test_the_first_forward_of_lp_ft_predicts_what_the_probe_predicts(
+    three_colours: Path, probe_run: Path, tmp_path: Path
+) -> None:
+    paths = sorted((three_colours / "test").rglob("*.png"))
+    first = FirstForward(paths)
+    options = NeuralOptions(strategy="head", epochs=1, augment="none", **SAME_FEATURES)
+    train_neural(three_colours, out=tmp_path / "run", options=options, callbacks=[first])
+    assert first.proba is not None
+    np.testing.assert_allclose(
+        first.proba, graft.load(probe_run).predict_proba(paths), atol=1e-4, rtol=0
+    )
+    # and --head-init random does not start there
+    random_start = FirstForward(paths)
+    options = NeuralOptions(
+        strategy="head", epochs=1, augment="none", head_init="random", **SAME_FEATURES
+    )
+    train_neural(three_colours, out=tmp_path / "rnd", options=options, callbacks=[random_start])
+    assert random_start.proba is not None
+    assert np.abs(random_start.proba - first.proba).max() > 0.05
+
+
+def test_the_safeguard_keeps_the_probe_when_fine_tuning_fails(
+    three_colours: Path, probe_run: Path, tmp_path: Path
+) -> None:
+    # an absurd learning rate wrecks the head and the unfrozen stages within a step
+    options = NeuralOptions(
+        strategy="finetune", epochs=2, lr=50.0, backbone_lr=10, augment="none", **SAME_FEATURES
+    )
+    result = train_neural(three_colours, out=tmp_path / "run", options=options)
+    assert result.safeguard["kept"] == "probe"
+    assert result.safeguard["probe"] > result.safeguard["trained"]
+    assert result.safeguard["message"].startswith("kept the linear probe: val_accuracy")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["best_epoch"] == 0 and config["safeguard"]["kept"] == "probe"
+    paths = sorted((three_colours / "test").rglob("*.png"))
+    np.testing.assert_allclose(
+        graft.load(tmp_path / "run").predict_proba(paths),
+        graft.load(probe_run).predict_proba(paths),
+        atol=1e-4,
+        rtol=0,
+    )
+
+
+def test_a_trained_model_that_beats_the_probe_is_kept(three_colours: Path, tmp_path: Path) -> None:
+    # a random head at a sane rate is below the probe at first; the safeguard must not mistake
+    # the probe's checkpoint for the end of training when an epoch does better (here: the
+    # monitored loss, which the trained head lowers below the probe's)
+    options = NeuralOptions(
+        strategy="head",
+        epochs=3,
+        augment="none",
+        monitor="val_loss",
+        label_smoothing=0.0,
+        lr=0.01,
+        **SAME_FEATURES,
+    )
+    result = train_neural(three_colours, out=tmp_path / "run", options=options)
+    guard = result.safeguard
+    assert guard["kept"] == "trained", guard
+    assert guard["trained"] < guard["probe"]
+    assert guard["best_epoch"] >= 1
+
+
+def test_without_a_validation_split_the_run_says_so(tmp_path: Path) -> None:
+    from graft.data.prepare import DataOptions
+
+    data = tmp_path / "data"
+    write_class_folders(data / "train", 10)
+    write_class_folders(data / "test", 2, start=100)
+    options = NeuralOptions(strategy="head", epochs=1, augment="none", **SAME_FEATURES)
+
+    def val_counts(run: Path) -> dict[str, int]:
+        config = json.loads((run / "config.json").read_text())
+        return dict(config["data"]["counts"].get("val", {}))
+
+    # train/test folders only: a stratified tenth of train becomes the validation split
+    result = train_neural(data, out=tmp_path / "carved", options=options)
+    config = json.loads((tmp_path / "carved" / "config.json").read_text())
+    assert config["data"]["val_carved_from_train"] == 0.1
+    assert val_counts(tmp_path / "carved") == {"blue": 1, "red": 1}
+    assert result.safeguard["monitor"] == "val_accuracy"
+    assert result.safeguard["probe"] is not None
+    # --val 0 refuses it, and the run says that nothing checked it against the probe
+    refused = train_neural(
+        data, out=tmp_path / "none", options=options, data_options=DataOptions(val=0.0)
+    )
+    assert not sum(val_counts(tmp_path / "none").values())
+    assert refused.safeguard["kept"] == "trained"
+    assert refused.safeguard["message"].startswith("no validation split")
