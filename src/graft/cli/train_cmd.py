@@ -27,7 +27,12 @@ def train(
         None, help="For a CSV/TSV: the folder its paths are relative to."
     ),
     strategy: str = typer.Option(
-        "linear", help="linear (classic head on cached features), head, finetune or scratch."
+        "linear",
+        help="linear (classic head on cached features), head, finetune, scratch, or auto (the "
+        "best on validation of the probe and LP-FT within --budget).",
+    ),
+    budget: str = typer.Option(
+        "10m", help="auto: wall-clock budget for the whole ladder (90s, 10m, 1h)."
     ),
     head: str = typer.Option("logreg", help="linear: logreg, svm, knn or centroid."),
     backbone: str = typer.Option(
@@ -132,6 +137,7 @@ def train(
 
     from graft.training import RunResult
     from graft.training import train as run_training
+    from graft.training.auto import AutoResult
 
     if nproc is not None and "WORLD_SIZE" not in os.environ:
         from graft.errors import ConfigError
@@ -176,6 +182,7 @@ def train(
     else:
         options = {
             **common,
+            **({"budget": budget} if strategy == "auto" else {}),
             "epochs": epochs,
             "freeze_epochs": freeze_epochs,
             "unfreeze": unfreeze,
@@ -214,6 +221,9 @@ def train(
             on_report=report,
             progress=progress,
             callbacks=[TrainingProgress(console)],
+            on_rung=lambda rung, message: console.print(
+                f"[bold]auto[/bold] {rung}: {message}", highlight=False
+            ),
             **data_options,
             **options,
         )
@@ -226,6 +236,8 @@ def train(
     }
     if isinstance(result, RunResult):
         summary.update(head=result.head_params, extraction=result.extraction)
+    elif isinstance(result, AutoResult):
+        summary["auto"] = {"chosen": result.chosen, "reason": result.reason}
     else:
         summary["history"] = result.history
         summary["safeguard"] = result.safeguard
@@ -250,6 +262,12 @@ def train(
         )
         for choice in extraction.get("precision", []):
             console.print(precision_line(choice), highlight=False)
+    if isinstance(result, AutoResult):
+        console.print(
+            f"auto chose [bold]{result.chosen}[/bold]: {result.reason}; the ladder: "
+            f"{result.run_dir / 'ladder' / 'compare.html'}",
+            highlight=False,
+        )
     if summary.get("safeguard"):
         console.print(f"safeguard: {summary['safeguard']['message']}", highlight=False)
     console.print(

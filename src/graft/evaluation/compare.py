@@ -204,10 +204,39 @@ def compare(
         imagenet = _imagenet_row(manifest, backbone, split, imagenet_map, classes, notes)
         if imagenet is not None:
             rows.append(imagenet)
-    comparison = Comparison(out, split, classes, rows, _mcnemar(rows), notes, truth)
-    write_json_atomic(out / COMPARE_JSON, comparison.to_json())
+    return _write(Comparison(out, split, classes, rows, _mcnemar(rows), notes, truth))
+
+
+def compare_runs(
+    runs: Sequence[tuple[str, str, Path]], *, out: Path, split: str, notes: Sequence[str] = ()
+) -> Comparison:
+    """Compare runs already trained on one split manifest; write ``compare.json``/``.html``.
+
+    Args:
+        runs: ``(backbone, strategy label, run directory)``, in the order to show them.
+        out: The folder for the reports.
+        split: The split every run is evaluated on (``test`` or ``val``).
+        notes: Lines for the report.
+
+    Raises:
+        DataError: The runs were evaluated on different images.
+
+    Example:
+        >>> compare_runs([], out=Path("x"), split="test")  # doctest: +SKIP
+    """
+    rows: list[Row] = []
+    truth: list[str] = []
+    classes: list[str] = []
+    for backbone, label, run_dir in runs:
+        row, truth, classes = _row(run_dir, backbone, label, split)
+        rows.append(row)
+    return _write(Comparison(out, split, classes, rows, _mcnemar(rows), list(notes), truth))
+
+
+def _write(comparison: Comparison) -> Comparison:
     from graft.evaluation.compare_report import write_compare_report
 
+    write_json_atomic(comparison.out / COMPARE_JSON, comparison.to_json())
     write_compare_report(comparison)
     return comparison
 

@@ -23,11 +23,15 @@ from graft.data.prepare import DataOptions
 from graft.data.validate import DataReport
 from graft.errors import ConfigError
 from graft.features.extract import ProgressCallback
+from graft.training.auto import AutoResult
 from graft.training.linear import LinearOptions, RunResult, train_linear
 from graft.training.loop import Callback
 from graft.training.neural import NEURAL_STRATEGIES, NeuralOptions, NeuralResult, train_neural
 
 STRATEGIES = ("linear", *NEURAL_STRATEGIES)
+#: Every strategy ``graft.train`` takes: the trained ones and ``auto`` (the ladder within a
+#: time budget, :mod:`graft.training.auto`).
+ALL_STRATEGIES = (*STRATEGIES, "auto")
 
 
 def train(
@@ -41,13 +45,16 @@ def train(
     on_report: Callable[[DataReport], None] | None = None,
     progress: ProgressCallback | None = None,
     callbacks: Sequence[Callback] = (),
+    on_rung: Callable[[str, str], None] | None = None,
     **options: Any,
-) -> RunResult | NeuralResult:
+) -> RunResult | NeuralResult | AutoResult:
     """Train a classifier with any strategy and write its run directory.
 
     Args:
         data: A folder, a CSV/TSV file, a :class:`LabelledImages` or ``(path, label)`` pairs.
-        strategy: ``linear`` (default), ``head``, ``finetune`` or ``scratch``.
+        strategy: ``linear`` (default), ``head``, ``finetune``, ``scratch``, or ``auto``
+            (the best on validation of the probe and LP-FT rungs within ``budget``, e.g.
+            ``budget="10m"``; :mod:`graft.training.auto`).
         out: The run directory (default ``runs/<data>-<strategy>-<time>``).
         resume: Continue an interrupted neural run (``data`` and options come from it).
         overwrite: Replace ``out`` if it exists.
@@ -55,6 +62,7 @@ def train(
         on_report: Called with the data validation report before any heavy work.
         progress: Feature extraction progress, ``(done, total)`` (linear).
         callbacks: Training loop callbacks (neural strategies).
+        on_rung: ``auto``: called with (rung, message) as the ladder goes.
         **options: Data options (:class:`DataOptions`: ``root``, ``val``, ``test``, ``seed``,
             ``per_class``, ``limit``, ``dedupe``) and strategy options
             (:class:`LinearOptions` or :class:`NeuralOptions` fields).
@@ -63,11 +71,18 @@ def train(
         ConfigError: Unknown strategy or option (with the closest names).
         DataError: Unusable data.
     """
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"strategy {strategy!r} is not one of: {', '.join(STRATEGIES)}")
-    kind = LinearOptions if strategy == "linear" else NeuralOptions
+    if strategy not in ALL_STRATEGIES:
+        raise ConfigError(f"strategy {strategy!r} is not one of: {', '.join(ALL_STRATEGIES)}")
+    kinds: dict[str, list[type[Any]]] = {
+        "linear": [LinearOptions],
+        "auto": [LinearOptions, NeuralOptions],
+    }
     data_fields = {f.name for f in fields(DataOptions)}
-    strategy_fields = {f.name for f in fields(kind)} - {"strategy"}
+    strategy_fields = {
+        f.name for kind in kinds.get(strategy, [NeuralOptions]) for f in fields(kind)
+    } - {"strategy"}
+    if strategy == "auto":
+        strategy_fields.add("budget")
     unknown = sorted(set(options) - data_fields - strategy_fields)
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(data_fields | strategy_fields), n=1)
@@ -76,6 +91,25 @@ def train(
     data_options = DataOptions(**{k: v for k, v in options.items() if k in data_fields})
     chosen = {k: v for k, v in options.items() if k in strategy_fields}
     target = Path(out) if out is not None else None
+    if strategy == "auto":
+        from graft.training.auto import DEFAULT_BUDGET, train_auto
+
+        if resume is not None:
+            raise ConfigError("--resume continues one neural run; start --strategy auto again")
+        if data is None:
+            raise ConfigError("no data given; pass DATA (a folder or a CSV/TSV)")
+        return train_auto(
+            data,
+            out=target,
+            budget=chosen.pop("budget", DEFAULT_BUDGET),
+            data_options=data_options,
+            options=chosen,
+            name=name,
+            overwrite=overwrite,
+            on_report=on_report,
+            on_rung=on_rung,
+            callbacks=callbacks,
+        )
     if strategy == "linear":
         if resume is not None:
             raise ConfigError(

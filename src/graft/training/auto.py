@@ -1,0 +1,330 @@
+"""``--strategy auto``: the best classifier for a folder that fits a time budget.
+
+The ladder, every rung on the same split (a tenth of train becomes the validation split
+when the data has none):
+
+1. ``probe``: the linear probe (seconds, from the feature cache);
+2. ``lp-ft shallow``: LP-FT with the ``finetune`` defaults (the top 2 stages unfrozen);
+3. ``lp-ft deep``: LP-FT with the top 4 stages unfrozen and their BatchNorm statistics
+   adapting (what helps where the data is far from ImageNet), when the time left allows
+   what the shallow run took, scaled by the deeper stages' extra cost.
+
+A neural rung stops early when its next epoch would overrun the budget (:class:`Deadline`);
+its best epoch so far is kept, and the probe, scored before the first epoch, is its floor
+(:mod:`graft.training.probe`). The rung with the best validation accuracy wins (ties go to
+the simpler rung). Its files become ``OUT``, with ``config.json``'s ``auto`` saying what was
+chosen and why; the rungs stay in ``OUT/ladder/`` with the ladder's ``compare.html`` and
+``compare.json`` on the test split (else validation).
+
+Example:
+    >>> parse_budget("10m"), parse_budget("90s"), parse_budget(30)
+    (600.0, 90.0, 30.0)
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from graft.data.dataset import LabelledImages
+from graft.data.prepare import DataOptions, prepare
+from graft.data.splits import write_manifest
+from graft.data.validate import DataReport
+from graft.errors import ConfigError
+from graft.fileio import atomic_path
+from graft.runs import (
+    CONFIG,
+    METRICS,
+    check_replaceable,
+    read_config,
+    remove_run,
+    write_config,
+)
+from graft.training.callbacks import Callback, StopTraining
+
+DEFAULT_BUDGET = "10m"
+LADDER = "ladder"
+#: The deep rung's epochs cost about this much more than the shallow rung's (measured on 2
+#: cores: 4 unfrozen stages of efficientnet_lite0 with BatchNorm adapting vs 2).
+DEEP_COST = 1.6
+
+
+def parse_budget(budget: str | float | int) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"10m"`` or ``"1h"``.
+
+    Raises:
+        ConfigError: Anything else, or a budget that is not positive.
+    """
+    if isinstance(budget, (int, float)):
+        seconds = float(budget)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(budget))
+        if match is None:
+            raise ConfigError(f"--budget {budget!r} is not a duration; write e.g. 90s, 10m or 1h")
+        seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(f"--budget {budget!r} must be positive, e.g. 10m")
+    return seconds
+
+
+class Deadline(Callback):
+    """Ends a phase (:class:`StopTraining`) when its next epoch would overrun ``deadline``.
+
+    An epoch's cost is estimated from the longest epoch of the same phase so far, else as
+    three times the last epoch (an unfrozen epoch costs more than a frozen one), else
+    unknown (the first epoch of a run always runs). ``reserve`` seconds are kept for the
+    final evaluation.
+    """
+
+    def __init__(self, deadline: float, reserve: float = 0.0) -> None:
+        self.deadline = deadline
+        self.reserve = reserve
+        self.longest: dict[str, float] = {}
+        self.last: float | None = None
+        self.cut: list[str] = []
+
+    def on_epoch_begin(self, state: dict[str, Any]) -> None:
+        phase = state["phase"]
+        estimate = self.longest.get(phase) or (3 * self.last if self.last else 0.0)
+        if time.monotonic() + estimate + self.reserve > self.deadline:
+            self.cut.append(f"{phase} epoch {state['epoch'] + 1}")
+            raise StopTraining("the time budget would be overrun")
+
+    def on_epoch_end(self, state: dict[str, Any]) -> None:
+        record = state["record"]
+        seconds = float(record["seconds"]) + float(record.get("eval_seconds", 0.0))
+        self.longest[state["phase"]] = max(self.longest.get(state["phase"], 0.0), seconds)
+        self.last = seconds
+
+
+@dataclass
+class Rung:
+    """One rung of the ladder: its name, options and what it gave."""
+
+    name: str
+    strategy: str
+    options: dict[str, Any]
+    run_dir: Path | None = None
+    val_accuracy: float | None = None
+    seconds: float | None = None
+    note: str = ""
+
+
+@dataclass
+class AutoResult:
+    """What ``train_auto`` produced (the chosen run is ``run_dir`` itself)."""
+
+    run_dir: Path
+    metrics: dict[str, dict[str, Any]]
+    chosen: str
+    reason: str
+    rungs: list[Rung]
+    report: DataReport | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def ladder(options: dict[str, Any]) -> list[Rung]:
+    """The rungs, cheapest first; each takes the options that apply to its strategy.
+
+    Example:
+        >>> [rung.name for rung in ladder({"epochs": 3, "head": "svm"})]
+        ['probe', 'lp-ft shallow', 'lp-ft deep']
+        >>> ladder({"epochs": 3, "head": "svm"})[2].options
+        {'unfreeze': '4', 'bn': 'unfrozen', 'epochs': 3}
+    """
+    from dataclasses import fields
+
+    from graft.training.linear import LinearOptions
+    from graft.training.neural import NeuralOptions
+
+    linear = {f.name for f in fields(LinearOptions)}
+    neural = {f.name for f in fields(NeuralOptions)} - {"strategy"}
+    tuned = {k: v for k, v in options.items() if k in neural}
+    return [
+        Rung("probe", "linear", {k: v for k, v in options.items() if k in linear}),
+        Rung("lp-ft shallow", "finetune", tuned),
+        Rung("lp-ft deep", "finetune", {"unfreeze": "4", "bn": "unfrozen", **tuned}),
+    ]
+
+
+def train_auto(
+    data: str | Path | LabelledImages | Iterable[tuple[str | Path, str]],
+    *,
+    out: Path | None = None,
+    budget: str | float = DEFAULT_BUDGET,
+    data_options: DataOptions | None = None,
+    options: dict[str, Any] | None = None,
+    name: str | None = None,
+    overwrite: bool = False,
+    on_report: Callable[[DataReport], None] | None = None,
+    on_rung: Callable[[str, str], None] | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> AutoResult:
+    """Climb the ladder within ``budget`` and keep the best rung on validation.
+
+    Args:
+        data: A folder, table, :class:`LabelledImages` or pairs.
+        out: The run directory (default ``runs/<data>-auto-<time>``).
+        budget: Wall-clock budget for the whole ladder (``10m``, ``90s``, seconds).
+        data_options: Split and subset options.
+        options: Options for the rungs (neural options apply to the LP-FT rungs).
+        name: A name for data given as pairs.
+        overwrite: Replace ``out`` if it is a graft run.
+        on_report: Called with the data report.
+        on_rung: Called with (rung, message) as the ladder goes.
+        callbacks: Training-loop callbacks for the neural rungs (progress display).
+
+    Raises:
+        ConfigError: A bad budget, ``out`` exists, or no validation split (``--val 0``).
+        DataError: Unusable data.
+    """
+    from graft.training.linear import default_run_dir, train_linear
+    from graft.training.neural import CARVED_VAL, NeuralOptions, train_neural
+
+    started = time.monotonic()
+    deadline = started + parse_budget(budget)
+    data_options = data_options or DataOptions()
+    if data_options.val is None and not data_options.carve_val:
+        data_options = replace(data_options, carve_val=CARVED_VAL)
+    report = prepare(data, data_options, name=name)
+    if not report.images.split("val"):
+        raise ConfigError(
+            "--strategy auto chooses on a validation split and this data has none; drop "
+            "--val 0 (graft then carves one from train) or pass --val 0.1"
+        )
+    run_dir = Path(out) if out is not None else default_run_dir(report.images.source, "auto")
+    check_replaceable(run_dir, overwrite=overwrite)
+    if on_report is not None:
+        on_report(report)
+    if overwrite and (run_dir.exists() or run_dir.is_symlink()):
+        remove_run(run_dir)
+    run_dir.mkdir(parents=True)
+    write_config(run_dir, {"strategy": "auto", "status": "running"})  # a graft run from now on
+    manifest = run_dir / LADDER / "split.csv"
+    manifest.parent.mkdir()
+    write_manifest(manifest, report.images.samples, report.hashes)
+    evaluated = len(report.images.split("val")) + len(report.images.split("test"))
+    reserve = 10.0 + evaluated / 40  # the final evaluation of a neural rung, at ~40 img/s
+
+    def say(rung: str, message: str) -> None:
+        if on_rung is not None:
+            on_rung(rung, message)
+
+    rungs = ladder(options or {})
+    shallow_seconds: float | None = None
+    for rung in rungs:
+        left = deadline - time.monotonic()
+        if rung.strategy != "linear":
+            need = (
+                None if shallow_seconds is None else shallow_seconds * DEEP_COST
+            )  # the shallow rung always runs: its probe floor makes a cut run safe
+            if need is not None and need + reserve > left:
+                rung.note = (
+                    f"skipped: it would take about {need:.0f} s and {max(left, 0):.0f} s of the "
+                    "budget are left"
+                )
+                say(rung.name, rung.note)
+                continue
+        rung.run_dir = run_dir / LADDER / "runs" / rung.name.replace(" ", "-")
+        say(rung.name, "training")
+        clock = time.monotonic()
+        if rung.strategy == "linear":
+            result: Any = train_linear(
+                manifest,
+                out=rung.run_dir,
+                options=_linear_options(rung.options),
+            )
+        else:
+            deadline_callback = Deadline(deadline, reserve)
+            result = train_neural(
+                manifest,
+                out=rung.run_dir,
+                options=NeuralOptions(strategy=rung.strategy, **rung.options),
+                callbacks=[*callbacks, deadline_callback],
+            )
+            if deadline_callback.cut:
+                rung.note = f"cut short by the budget before {deadline_callback.cut[0]}"
+        rung.seconds = time.monotonic() - clock
+        if rung.strategy != "linear" and shallow_seconds is None:
+            shallow_seconds = rung.seconds
+        rung.val_accuracy = float(result.metrics["val"]["accuracy"])
+        say(rung.name, f"val accuracy {100 * rung.val_accuracy:.2f} % in {rung.seconds:.0f} s")
+    done = [rung for rung in rungs if rung.val_accuracy is not None]
+    best = max(done, key=lambda rung: rung.val_accuracy or 0.0)  # first (simplest) on ties
+    others = ", ".join(
+        f"{rung.name} {100 * (rung.val_accuracy or 0.0):.2f} %" for rung in done if rung is not best
+    )
+    reason = f"best validation accuracy, {100 * (best.val_accuracy or 0.0):.2f} %" + (
+        f" (vs {others})" if others else ""
+    )
+    split = "test" if report.images.split("test") else "val"
+    from graft.evaluation.compare import compare_runs
+
+    backbone = str((options or {}).get("backbone") or _default_backbone())
+    compare_runs(
+        [(backbone, rung.name, rung.run_dir) for rung in done if rung.run_dir is not None],
+        out=run_dir / LADDER,
+        split=split,
+        notes=[f"{rung.name}: {rung.note}" for rung in rungs if rung.note],
+    )
+    assert best.run_dir is not None
+    auto = {
+        "chosen": best.name,
+        "reason": reason,
+        "budget_s": parse_budget(budget),
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "rungs": [
+            {
+                "name": rung.name,
+                "strategy": rung.strategy,
+                "options": rung.options,
+                "run_dir": str(rung.run_dir.relative_to(run_dir)) if rung.run_dir else None,
+                "val_accuracy": rung.val_accuracy,
+                "seconds": None if rung.seconds is None else round(rung.seconds, 1),
+                "note": rung.note,
+            }
+            for rung in rungs
+        ],
+        "ladder_report": f"{LADDER}/compare.html",
+    }
+    _adopt(best.run_dir, run_dir, auto)
+    import json
+
+    metrics = json.loads((run_dir / METRICS).read_text())
+    return AutoResult(
+        run_dir,
+        metrics,
+        best.name,
+        reason,
+        rungs,
+        report,
+        {"total": time.monotonic() - started},
+    )
+
+
+def _adopt(chosen: Path, run_dir: Path, auto: dict[str, Any]) -> None:
+    """Copy the chosen rung's files into ``run_dir``; ``config.json`` last (then complete)."""
+    for path in sorted(chosen.iterdir()):
+        if path.is_file() and path.name != CONFIG:
+            with atomic_path(run_dir / path.name) as tmp:
+                shutil.copyfile(path, tmp)
+    config = read_config(chosen)
+    config.pop("format", None)
+    write_config(run_dir, {**config, "auto": auto})
+
+
+def _linear_options(options: dict[str, Any]) -> Any:
+    from graft.training.linear import LinearOptions
+
+    return LinearOptions(**options)
+
+
+def _default_backbone() -> str:
+    from graft.zoo.registry import DEFAULT_BACKBONE
+
+    return DEFAULT_BACKBONE
