@@ -220,13 +220,13 @@ def train_auto(
     for rung in rungs:
         left = deadline - time.monotonic()
         if rung.strategy != "linear":
-            need = (
-                None if shallow_seconds is None else shallow_seconds * DEEP_COST
-            )  # the shallow rung always runs: its probe floor makes a cut run safe
-            if need is not None and need + reserve > left:
+            # the first LP-FT rung starts if the final evaluation still fits: the Deadline
+            # cuts its epochs, and its probe floor makes a cut run safe
+            need = 0.0 if shallow_seconds is None else shallow_seconds * DEEP_COST
+            if need + reserve > left:
                 rung.note = (
-                    f"skipped: it would take about {need:.0f} s and {max(left, 0):.0f} s of the "
-                    "budget are left"
+                    f"skipped: it needs about {need + reserve:.0f} s and {max(left, 0):.0f} s "
+                    "of the budget are left"
                 )
                 say(rung.name, rung.note)
                 continue
@@ -292,7 +292,8 @@ def train_auto(
         ],
         "ladder_report": f"{LADDER}/compare.html",
     }
-    _adopt(best.run_dir, run_dir, auto)
+    carved = {"val_carved_from_train": report.carved_val} if report.carved_val else {}
+    _adopt(best.run_dir, run_dir, auto, carved)
     import json
 
     metrics = json.loads((run_dir / METRICS).read_text())
@@ -307,14 +308,16 @@ def train_auto(
     )
 
 
-def _adopt(chosen: Path, run_dir: Path, auto: dict[str, Any]) -> None:
-    """Copy the chosen rung's files into ``run_dir``; ``config.json`` last (then complete)."""
+def _adopt(chosen: Path, run_dir: Path, auto: dict[str, Any], data: dict[str, Any]) -> None:
+    """Copy the chosen rung's files into ``run_dir``; ``config.json`` last (then complete),
+    with ``auto`` and what the ladder's split carved (``data``) added."""
     for path in sorted(chosen.iterdir()):
         if path.is_file() and path.name != CONFIG:
             with atomic_path(run_dir / path.name) as tmp:
                 shutil.copyfile(path, tmp)
     config = read_config(chosen)
     config.pop("format", None)
+    config["data"] = {**config.get("data", {}), **data}
     write_config(run_dir, {**config, "auto": auto})
 
 

@@ -1,0 +1,87 @@
+"""``--strategy auto``: the ladder within a budget, the best rung on validation kept."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graft
+from graft.errors import ConfigError
+from graft.training.auto import Deadline, parse_budget
+from graft.training.callbacks import StopTraining
+from synthetic import write_class_folders
+
+QUICK = {"engine": "torch", "workers": 0, "batch_size": 4, "precision": "fp32", "augment": "none"}
+
+
+def test_budgets_parse_and_bad_ones_are_refused() -> None:
+    assert parse_budget("1h") == 3600 and parse_budget(" 2.5m ") == 150
+    for bad in ("ten minutes", "-5s", "0"):
+        with pytest.raises(ConfigError, match="--budget"):
+            parse_budget(bad)
+
+
+def test_the_deadline_stops_an_epoch_that_would_overrun() -> None:
+    deadline = Deadline(time.monotonic() + 100)
+    deadline.on_epoch_begin({"phase": "head", "epoch": 0})  # nothing known: it runs
+    deadline.on_epoch_end({"phase": "head", "record": {"seconds": 30.0, "eval_seconds": 1.0}})
+    deadline.on_epoch_begin({"phase": "head", "epoch": 1})  # 31 s fit in the 100 s left
+    # an unfrozen epoch is estimated at three times the last one: 93 s, still fits ...
+    deadline.on_epoch_begin({"phase": "unfrozen", "epoch": 2})
+    deadline.on_epoch_end({"phase": "unfrozen", "record": {"seconds": 120.0}})
+    with pytest.raises(StopTraining):  # ... but the measured 120 s do not
+        deadline.on_epoch_begin({"phase": "unfrozen", "epoch": 3})
+    assert deadline.cut == ["unfrozen epoch 4"]
+
+
+@pytest.fixture(scope="module")
+def colours(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("colours")
+    write_class_folders(root / "train", 10)
+    write_class_folders(root / "test", 3, start=100)
+    return root
+
+
+def test_auto_keeps_the_best_rung_on_validation(colours: Path, tmp_path: Path) -> None:
+    out = tmp_path / "auto"
+    result = graft.train(colours, strategy="auto", out=out, budget="1h", epochs=2, **QUICK)
+    config = json.loads((out / "config.json").read_text())
+    auto = config["auto"]
+    # train/test folders: validation carved from train; all three rungs ran on that split
+    assert config["data"]["val_carved_from_train"] == 0.1
+    rungs = {rung["name"]: rung for rung in auto["rungs"]}
+    assert list(rungs) == ["probe", "lp-ft shallow", "lp-ft deep"]
+    assert all(rung["val_accuracy"] is not None for rung in rungs.values())
+    best = max(rung["val_accuracy"] for rung in rungs.values())
+    first_best = next(name for name, rung in rungs.items() if rung["val_accuracy"] == best)
+    assert auto["chosen"] == first_best == result.chosen
+    # OUT is the chosen rung: same strategy, same predictions
+    chosen_dir = out / rungs[first_best]["run_dir"]
+    assert config["strategy"] == json.loads((chosen_dir / "config.json").read_text())["strategy"]
+    paths = sorted((colours / "test").rglob("*.png"))
+    np.testing.assert_allclose(
+        graft.load(out).predict_proba(paths), graft.load(chosen_dir).predict_proba(paths), atol=1e-6
+    )
+    ladder = json.loads((out / "ladder" / "compare.json").read_text())
+    assert [row["strategy"] for row in ladder["rows"]] == list(rungs)
+    assert (out / "ladder" / "compare.html").is_file()
+
+
+def test_auto_respects_a_tiny_budget(colours: Path, tmp_path: Path) -> None:
+    out = tmp_path / "auto"
+    result = graft.train(colours, strategy="auto", out=out, budget="1s", epochs=2, **QUICK)
+    auto = json.loads((out / "config.json").read_text())["auto"]
+    assert result.chosen == auto["chosen"] == "probe"
+    skipped = [rung for rung in auto["rungs"] if rung["name"] != "probe"]
+    assert all(rung["note"].startswith("skipped") and rung["run_dir"] is None for rung in skipped)
+    assert graft.load(out).predict([sorted(colours.rglob("*.png"))[0]])[0].label
+
+
+def test_auto_needs_a_validation_split(colours: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="validation split"):
+        graft.train(colours, strategy="auto", out=tmp_path / "a", val=0.0, **QUICK)
+    assert not (tmp_path / "a").exists()
