@@ -167,16 +167,21 @@ class TrainingProgress(Callback):
         r = state["record"]
         line = (
             f"epoch {r['epoch']}/{state['total_epochs']} {r['phase']:<8} "
-            f"train loss {r['train_loss']:.4f} acc {r['train_accuracy'] * 100:5.1f} %"
+            f"train loss {r['train_loss']:.3f} acc {r['train_accuracy'] * 100:5.1f} %"
         )
         if "val_accuracy" in r:
             line += (
-                f" | val loss {r['val_loss']:.4f} acc {r['val_accuracy'] * 100:5.2f} % "
-                f"F1 {r['val_macro_f1']:.4f}"
+                f" | val loss {r['val_loss']:.3f} acc {r['val_accuracy'] * 100:5.2f} % "
+                f"F1 {r['val_macro_f1']:.3f}"
             )
-        line += f" | {r['seconds']:.1f} s ({r['images_per_s']:.1f} img/s)"
-        line += f" + eval {r['eval_seconds']:.1f} s"
-        self.console.print(line, highlight=False)
+            if "ema" in r:
+                line += f" | ema acc {r['ema']['val_accuracy'] * 100:5.2f} %"
+            line += f" | {r['seconds']:.1f} s ({r['images_per_s']:.0f} img/s), eval "
+            line += f"{r['eval_seconds']:.1f} s"
+        else:
+            line += f" | {r['seconds']:.1f} s ({r['images_per_s']:.0f} img/s) | no validation"
+        # one line whatever the width: piped output or a narrow terminal never breaks a figure
+        self.console.print(line, highlight=False, soft_wrap=True)
 
 
 class _RateColumn(ProgressColumn):

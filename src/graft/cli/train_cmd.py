@@ -98,6 +98,9 @@ def train(
         "--head-init",
         help="Neural: probe (LP-FT: the head starts as the linear probe) or random.",
     ),
+    ema: float = typer.Option(
+        0.998, help="Neural: EMA decay of the weights, scored beside them each epoch; 0: off."
+    ),
     safeguard: bool = typer.Option(
         True,
         help="Neural: keep the linear probe unless a trained epoch beats it on validation.",
@@ -197,6 +200,7 @@ def train(
             "hidden": hidden,
             "head_init": head_init,
             "safeguard": safeguard,
+            "ema": ema,
             "dropout": dropout,
             "bn": bn,
             "monitor": monitor,

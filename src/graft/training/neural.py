@@ -54,6 +54,7 @@ from graft.runs import (
 )
 from graft.training.augment import AugmentConfig, batch_mixer, preset, train_transform
 from graft.training.distributed import Distributed
+from graft.training.ema import WeightAverage
 from graft.training.loop import (
     Callback,
     EpochData,
@@ -128,6 +129,8 @@ class NeuralOptions:
         head_init: ``probe`` (LP-FT: the head starts as the linear probe fitted on the
             cached features, see :mod:`graft.training.probe`) or ``random``. ``scratch``
             always starts at random.
+        ema: Decay of an exponential moving average of the weights (:mod:`graft.training.ema`),
+            scored on validation each epoch beside the raw weights, the better kept; 0: off.
         safeguard: Score the linear probe on validation before the first epoch and keep it
             unless a trained epoch does better (``False``: keep the best trained epoch).
         dropout: Dropout in the head.
@@ -163,6 +166,7 @@ class NeuralOptions:
     hidden: int | None = None
     head_init: str = "probe"
     safeguard: bool = True
+    ema: float = 0.998
     dropout: float = 0.2
     bn: str = "eval"
     monitor: str = "val_accuracy"
@@ -216,6 +220,7 @@ class NeuralOptions:
                 f"--precision {self.precision!r} must be auto, fp32 or bf16",
             ),
             (0 <= self.dropout < 1, f"--dropout {self.dropout} must be in [0, 1)"),
+            (0 <= self.ema < 1, f"--ema {self.ema} must be in [0, 1) (0 turns it off)"),
             (
                 self.head_init in HEAD_INITS,
                 f"--head-init {self.head_init!r} must be one of {', '.join(HEAD_INITS)}",
@@ -445,6 +450,8 @@ class _Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"value": None, "epoch": None}
         self.probe: dict[str, Any] | None = None
+        self.average: WeightAverage | None = None
+        self._saved_average: dict[str, Any] | None = None
         self.safeguard: dict[str, Any] = {}
         self.bad_epochs = 0
         self.stopped_phases: list[int] = []
@@ -562,8 +569,11 @@ class _Trainer:
         self.bad_epochs = int(state["bad_epochs"])
         self.stopped_phases = list(state["stopped_phases"])
         self.probe = state.get("probe")
+        self._saved_average = checkpoint.get("ema")
 
     def _save(self, path_name: str, model_state: dict[str, torch.Tensor] | None = None) -> None:
+        """Write a checkpoint (the model's weights, or ``model_state``) with the loop's state;
+        the last checkpoint also holds the optimizer's and the weight average's."""
         if not self.context.is_main:
             return
         state = {
@@ -578,6 +588,9 @@ class _Trainer:
             "model": self.model.state_dict() if model_state is None else model_state,
             "optimizer": self.optimizer.state_dict(),
             "state": state,
+            "ema": self.average.state_dict()
+            if self.average is not None and path_name == CHECKPOINT_LAST
+            else None,
         }
         with atomic_path(self.run_dir / path_name) as tmp:
             torch.save(checkpoint, tmp)
@@ -589,6 +602,10 @@ class _Trainer:
         self._restore()
         if self.epoch == 0 and self.options.strategy != "scratch":
             self._start_from_probe()
+        if self.options.ema:
+            self.average = WeightAverage(self.model, self.options.ema)
+            if self._saved_average is not None:
+                self.average.load_state_dict(self._saved_average)
         shared = {
             "run_dir": self.run_dir,
             "phases": self.phases,
@@ -697,6 +714,8 @@ class _Trainer:
             step[0] += 1
 
         def on_batch(batch: dict[str, Any]) -> None:
+            if self.average is not None:
+                self.average.update(self.model)
             state["batch"] = batch
             for callback in self.callbacks:
                 callback.on_batch_end(state)
@@ -735,13 +754,27 @@ class _Trainer:
             record.update(
                 val_loss=loss, val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"]
             )
+            if self.average is not None:
+                with self.average.swapped_in(self.model):
+                    proba, targets, loss = evaluate_batches(
+                        data.trainable, data.val(), self.settings
+                    )
+                metrics = classification_metrics(
+                    [self.classes[t] for t in targets], proba, self.classes
+                )
+                record["ema"] = {
+                    "val_loss": loss,
+                    "val_accuracy": metrics["accuracy"],
+                    "val_macro_f1": metrics["macro_f1"],
+                }
         record["eval_seconds"] = time.perf_counter() - clock - seconds
         self.history.append(record)
         self.epoch = epoch + 1
         # The best weights first: a kill between the two writes then leaves the previous last
         # checkpoint, and the resumed run repeats this epoch (never a "best" it does not hold).
         if self._improved(record):
-            self._save(CHECKPOINT_BEST)
+            average = self.average if self.best.get("weights") == "ema" else None
+            self._save(CHECKPOINT_BEST, None if average is None else average.state)
             fault_point("neural.between-checkpoints")
         self._save(CHECKPOINT_LAST)
         if self.context.is_main:
@@ -751,12 +784,16 @@ class _Trainer:
             callback.on_epoch_end(state)
 
     def _improved(self, record: dict[str, Any]) -> bool:
-        if self.settings.monitor not in record:
-            self.best = {"value": None, "epoch": record["epoch"]}
+        """Whether the epoch's raw or averaged weights beat the best so far (raw on ties)."""
+        monitor = self.settings.monitor
+        if monitor not in record:
+            self.best = {"value": None, "epoch": record["epoch"], "weights": "raw"}
             return True
-        value = monitored(record, self.settings.monitor)
+        value, weights = monitored(record, monitor), "raw"
+        if "ema" in record and monitored(record["ema"], monitor) > value:
+            value, weights = monitored(record["ema"], monitor), "ema"
         if self.best["value"] is None or value > self.best["value"]:
-            self.best = {"value": value, "epoch": record["epoch"]}
+            self.best = {"value": value, "epoch": record["epoch"], "weights": weights}
             self.bad_epochs = 0
             return True
         self.bad_epochs += 1
@@ -978,6 +1015,9 @@ class _Trainer:
         fault_point("neural.after-model")
         config = self._config("complete")
         config["best_epoch"] = self.best.get("epoch")
+        config["best_weights"] = (
+            "probe" if self.best.get("epoch") == 0 else self.best.get("weights")
+        )
         config["probe"] = self.probe
         config["safeguard"] = self.safeguard = safeguard_summary(
             self.probe if self.options.strategy != "scratch" and self.options.safeguard else None,

@@ -139,7 +139,12 @@ def safeguard_summary(
             "message": "not checked against the linear probe (training from scratch, or "
             "--no-safeguard)",
         }
-    scored = [record[monitor] for record in history if monitor in record]
+    scored = [
+        entry[monitor]
+        for record in history
+        for entry in (record, record.get("ema", {}))
+        if monitor in entry
+    ]
     if monitor not in probe or not scored:
         return {
             "kept": "trained",
