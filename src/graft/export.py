@@ -130,11 +130,13 @@ def metadata(predictor: Any, preprocessing: Any, *, int8: bool) -> dict[str, str
                 "strategy": config.get("strategy"),
                 "run": str(predictor.run_dir),
                 "int8": int8,
+                "tta": predictor.tta,
                 "versions": library_versions(),
             }
         ),
         "labels": json.dumps(predictor.classes),
         "preprocessing": json.dumps(preprocessing.to_dict()),
+        "tta": predictor.tta,
     }
 
 
@@ -145,6 +147,7 @@ def export_model(
     int8: bool = False,
     out: Path | None = None,
     check: bool = True,
+    tta: str | None = None,
 ) -> ExportResult:
     """Export a run's classifier (see the module docstring).
 
@@ -157,6 +160,8 @@ def export_model(
         out: The file to write (default ``RUN_DIR/model.onnx``, ``model.int8.onnx`` or
             ``model.torchscript.pt``).
         check: Compare with PyTorch on sample images and fail if they disagree.
+        tta: Test-time augmentation in the graph (``none``, ``flip``; :mod:`graft.tta`);
+            default the run's own.
 
     Raises:
         ConfigError: Unknown format, or int8 with TorchScript.
@@ -174,8 +179,12 @@ def export_model(
             "drop --format torchscript"
         )
     folder = Path(run_dir)
-    predictor = load(folder)
+    predictor = load(folder, tta=tta)
     module, preprocessing = inference_module(predictor)
+    if predictor.tta == "flip":
+        from graft.tta import flip_average
+
+        module = flip_average(module)
     size = preprocessing.input_size
     example = torch.zeros((1, 3, size, size), dtype=torch.uint8)
     name = {

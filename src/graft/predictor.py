@@ -25,6 +25,7 @@ import numpy as np
 
 from graft.errors import ConfigError, DataError
 from graft.runs import HEAD, read_config
+from graft.tta import averaged, check_tta
 
 if TYPE_CHECKING:
     import torch
@@ -72,6 +73,9 @@ class Predictor:
         self.config = config
         self.engine_name = engine
         self._transforms: list[Any] | None = None
+        #: Test-time augmentation (:mod:`graft.tta`): the run's own (``config.json``'s
+        #: ``tta``, recorded by training), unless :func:`load` is told otherwise.
+        self.tta = check_tta(str(config.get("tta", "none")))
 
     @property
     def classes(self) -> list[str]:
@@ -149,7 +153,7 @@ class Predictor:
         inputs = [
             torch.stack([p[i] for p in prepared]).numpy() for i in range(len(self.preprocessings))
         ]
-        return self.probabilities_from_pixels(inputs)
+        return averaged(self.probabilities_from_pixels, inputs, self.tta)
 
     def _prediction(self, row: np.ndarray, source: str | None) -> Prediction:
         best = int(np.argmax(row))
@@ -259,8 +263,12 @@ class LinearPredictor(Predictor):
     def predict_files(
         self, paths: Sequence[Path], hashes: Sequence[str | None] | None = None
     ) -> tuple[np.ndarray, np.ndarray, list[tuple[Path, str]]]:
-        """Predict image files through the feature cache (fast for files seen before)."""
+        """Predict image files through the feature cache (fast for files seen before; with
+        test-time augmentation, the flipped images are computed)."""
         from graft.features.extract import extract_features
+
+        if self.tta != "none":
+            return super().predict_files(paths, hashes)
 
         ok = np.ones(len(paths), dtype=bool)
         blocks: list[np.ndarray] = []
@@ -322,6 +330,7 @@ class OnnxPredictor(Predictor):
                 "export it again"
             )
         self.labels = list(json.loads(meta["labels"]))
+        self.tta = "none"  # an exported graph holds the test-time augmentation it was given
         self.preprocessing = Preprocessing.from_dict(json.loads(meta["preprocessing"]))
         self.model_file = model_file
 
@@ -387,7 +396,11 @@ def to_image(item: Any, draft_size: int) -> Image.Image:
 
 
 def load(
-    run_dir: str | Path, *, backend: str = "auto", model_file: str | Path | None = None
+    run_dir: str | Path,
+    *,
+    backend: str = "auto",
+    model_file: str | Path | None = None,
+    tta: str | None = None,
 ) -> Predictor:
     """Load a run directory as a :class:`Predictor`.
 
@@ -398,6 +411,8 @@ def load(
             the run's exported model; see ``graft export``). A linear run uses the feature
             precision it was trained with.
         model_file: For ``onnx``: the exported file (default ``RUN_DIR/model.onnx``).
+        tta: Test-time augmentation, ``none`` or ``flip`` (:mod:`graft.tta`); default the
+            run's own (an exported graph holds what it was exported with).
 
     Raises:
         DataError: Not a run directory, or a file of it is missing or corrupt.
@@ -421,18 +436,26 @@ def load(
             raise DataError(
                 f"{exported}: no exported model; run `graft export {folder} --format onnx` first"
             )
-        return OnnxPredictor(folder, config, exported)
+        return _with_tta(OnnxPredictor(folder, config, exported), tta)
     strategy = config.get("strategy")
     if strategy == "linear":
         specs = [_spec(folder, entry) for entry in config["features"]]
         engine = backend if backend != "auto" else str(config.get("engine", "auto"))
-        return LinearPredictor(folder, config, specs, ClassicHead.load(folder / HEAD), engine)
+        return _with_tta(
+            LinearPredictor(folder, config, specs, ClassicHead.load(folder / HEAD), engine), tta
+        )
     if strategy in ("head", "finetune", "scratch"):
         engine = (
             backend if backend != "auto" else str(config.get("options", {}).get("engine", "auto"))
         )
-        return NeuralPredictor(folder, config, engine)
+        return _with_tta(NeuralPredictor(folder, config, engine), tta)
     raise ConfigError(f"{folder}: strategy {strategy!r} cannot be loaded by this graft version")
+
+
+def _with_tta(predictor: Predictor, tta: str | None) -> Predictor:
+    if tta is not None:
+        predictor.tta = check_tta(tta)
+    return predictor
 
 
 def _spec(folder: Path, entry: dict[str, Any]) -> FeatureSpec:

@@ -24,16 +24,23 @@ def evaluate(
     report: bool = typer.Option(
         False, "--report", help="Also write RUN_DIR/report.html (offline)."
     ),
+    tta: str | None = typer.Option(
+        None, help="Test-time augmentation: none or flip (default: the run's own)."
+    ),
 ) -> None:
     """Print accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix."""
     from graft.evaluation import evaluate as run_evaluation
 
-    result = run_evaluation(run_dir, data=data, split=split, root=root, report=report)
+    result = run_evaluation(run_dir, data=data, split=split, root=root, report=report, tta=tta)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     console = Console()
-    console.print(f"[bold]{result['run']}[/bold] on {result['data']}", highlight=False)
+    console.print(
+        f"[bold]{result['run']}[/bold] on {result['data']}"
+        + (f" (test-time augmentation: {result['tta']})" if result["tta"] != "none" else ""),
+        highlight=False,
+    )
     console.print(metrics_table({result["split"]: result}))
     console.print(per_class_table(result))
     console.print(confusion_table(result))

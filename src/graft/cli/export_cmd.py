@@ -13,11 +13,21 @@ def export(
     int8: bool = typer.Option(False, "--int8", help="ONNX: int8, accuracy-controlled."),
     out: Path | None = typer.Option(None, help="File to write (default in the run directory)."),
     no_check: bool = typer.Option(False, "--no-check", help="Skip the comparison with PyTorch."),
+    tta: str | None = typer.Option(
+        None, help="Test-time augmentation in the graph: none or flip (default: the run's own)."
+    ),
 ) -> None:
     """Export the run's classifier: raw RGB uint8 pixels in, probabilities out."""
     from graft.export import export_model
 
-    result = export_model(run_dir, format=format, int8=int8, out=out, check=not no_check)  # type: ignore[arg-type]
+    result = export_model(
+        run_dir,
+        format=format,  # type: ignore[arg-type]
+        int8=int8,
+        out=out,
+        check=not no_check,
+        tta=tta,
+    )
     typer.echo(f"wrote {result.path} ({result.path.stat().st_size / 1e6:.1f} MB)")
     if result.quantization:
         q = result.quantization

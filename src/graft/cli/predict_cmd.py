@@ -21,6 +21,9 @@ def predict(
         "auto", help="auto, torch, onnxruntime, openvino, or onnx (the exported model)."
     ),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
+    tta: str | None = typer.Option(
+        None, help="Test-time augmentation: none or flip (default: the run's own)."
+    ),
     engine: str = typer.Option(
         "local", help="local, or ray: a Ray cluster writes OUT/predictions/*.parquet."
     ),
@@ -57,7 +60,7 @@ def predict(
         if result.failed:
             raise typer.Exit(1)
         return
-    predictor = load(run_dir, backend=backend)
+    predictor = load(run_dir, backend=backend, tta=tta)
     found = collect_images(paths)
     errors = Console(stderr=True)
     console = Console()

@@ -14,6 +14,9 @@ def serve(
     backend: str = typer.Option(
         "auto", help="auto, torch, onnxruntime, openvino or onnx (exported model)."
     ),
+    tta: str | None = typer.Option(
+        None, help="Test-time augmentation: none or flip (default: the run's own)."
+    ),
     api_key: str | None = typer.Option(
         None, "--api-key", help="Require this key (or GRAFT_API_KEY)."
     ),
@@ -32,6 +35,7 @@ def serve(
 
     options = ServeOptions(
         backend=backend,
+        tta=tta,
         api_key=api_key,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         max_queue=max_queue,

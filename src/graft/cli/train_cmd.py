@@ -101,6 +101,9 @@ def train(
     ema: float = typer.Option(
         0.998, help="Neural: EMA decay of the weights, scored beside them each epoch; 0: off."
     ),
+    tta: str = typer.Option(
+        "none", help="Neural: test-time augmentation the run predicts with: none or flip."
+    ),
     safeguard: bool = typer.Option(
         True,
         help="Neural: keep the linear probe unless a trained epoch beats it on validation.",
@@ -201,6 +204,7 @@ def train(
             "head_init": head_init,
             "safeguard": safeguard,
             "ema": ema,
+            "tta": tta,
             "dropout": dropout,
             "bn": bn,
             "monitor": monitor,

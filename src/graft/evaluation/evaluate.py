@@ -17,7 +17,7 @@ import numpy as np
 from graft.errors import ConfigError, DataError
 from graft.evaluation.interpret import confused_pairs, top_losses
 from graft.evaluation.metrics import classification_metrics
-from graft.runs import predictions_file, read_config, read_predictions
+from graft.runs import MANIFEST, predictions_file, read_config, read_predictions
 
 REPORT = "report.html"
 GALLERY_SIZE = 12
@@ -68,6 +68,7 @@ def evaluate(
     split: str | None = None,
     root: Path | None = None,
     report: bool = False,
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """Return the metrics of a run (the fields of ``graft evaluate --json``).
 
@@ -80,13 +81,16 @@ def evaluate(
             of it (default: every image).
         root: For a CSV/TSV ``data``, the folder its paths are relative to.
         report: Also write ``report.html`` into the run directory (its path is in ``report``).
+        tta: Test-time augmentation (``none``, ``flip``; :mod:`graft.tta`). Given, the run
+            predicts again (on its own split manifest when ``data`` is not given).
 
     Raises:
         ConfigError: Unknown split, or a split the run did not evaluate.
         DataError: Unreadable data, or class names the run does not know.
     """
-    evaluation = evaluate_run(run_dir, data=data, split=split, root=root)
+    evaluation = evaluate_run(run_dir, data=data, split=split, root=root, tta=tta)
     result = evaluation.to_json()
+    result["tta"] = tta or str(evaluation.config.get("tta", "none"))
     if report:
         from graft.evaluation.run_report import write_run_report
 
@@ -100,15 +104,19 @@ def evaluate_run(
     data: str | Path | None = None,
     split: str | None = None,
     root: Path | None = None,
+    tta: str | None = None,
 ) -> Evaluation:
     """Predictions and metrics of a run (see :func:`evaluate`)."""
     folder = Path(run_dir)
     config = read_config(folder)
     if split is not None and split not in ("val", "test"):
         raise ConfigError(f"split {split!r} is not one of: val, test")
-    if data is None:
+    if data is None and tta is None:
         return _from_saved(folder, config, split)
-    return _on_data(folder, config, Path(data), split, root)
+    if data is None:  # predict the run's own split again, with the test-time augmentation
+        saved = _from_saved(folder, config, split)
+        return _on_data(folder, config, folder / MANIFEST, saved.split, root, tta)
+    return _on_data(folder, config, Path(data), split, root, tta)
 
 
 def _from_saved(folder: Path, config: dict[str, Any], split: str | None) -> Evaluation:
@@ -130,7 +138,12 @@ def _from_saved(folder: Path, config: dict[str, Any], split: str | None) -> Eval
 
 
 def _on_data(
-    folder: Path, config: dict[str, Any], data: Path, split: str | None, root: Path | None
+    folder: Path,
+    config: dict[str, Any],
+    data: Path,
+    split: str | None,
+    root: Path | None,
+    tta: str | None = None,
 ) -> Evaluation:
     from graft.data.dataset import read_labelled
     from graft.data.scan import FileIndex, default_index_path
@@ -158,7 +171,7 @@ def _on_data(
         index.close()
     usable = [(s, i.content_hash) for s, i in zip(samples, infos, strict=True) if i.problem is None]
     problems = sum(1 for i in infos if i.problem is not None)
-    predictor = load(folder)
+    predictor = load(folder, tta=tta)
     proba, ok, failures = predictor.predict_files(
         [s.path for s, _ in usable], [h for _, h in usable]
     )

@@ -65,6 +65,7 @@ class ServeOptions:
 
     Attributes:
         backend: Predictor backend (``auto``, ``torch``, ``openvino``, ``onnx``).
+        tta: Test-time augmentation (``none``, ``flip``); default the run's own.
         api_key: Required in ``X-API-Key`` on ``/predict`` when set.
         max_upload_bytes: Largest request body accepted.
         max_files: Most images per request.
@@ -79,6 +80,7 @@ class ServeOptions:
     """
 
     backend: str = "auto"
+    tta: str | None = None
     api_key: str | None = None
     max_upload_bytes: int = 10 * 1024 * 1024
     max_files: int = 64
@@ -106,7 +108,7 @@ def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> Fast
     logging.getLogger("python_multipart").setLevel(logging.ERROR)
     key = settings.api_key or os.environ.get("GRAFT_API_KEY") or None
     api_key = key.encode("utf-8") if key is not None else None
-    predictor = load(run_dir, backend=settings.backend)
+    predictor = load(run_dir, backend=settings.backend, tta=settings.tta)
     predictor.probabilities([_blank(predictor)])  # build the engine before the first request
     batcher = MicroBatcher(
         predictor.probabilities_of_prepared,
@@ -266,6 +268,7 @@ def _info(run_dir: Path, predictor: Any, settings: ServeOptions) -> dict[str, An
         "backbone": backbone,
         "strategy": config.get("strategy"),
         "backend": settings.backend,
+        "tta": predictor.tta,
         "metrics": summary,
         "limits": {
             "max_upload_bytes": settings.max_upload_bytes,

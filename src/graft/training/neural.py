@@ -88,6 +88,7 @@ from graft.training.stages import (
     split_network,
     stage_parameter_groups,
 )
+from graft.tta import TTA_MODES
 from graft.zoo.records import BackboneRecord
 from graft.zoo.registry import DEFAULT_BACKBONE
 
@@ -131,6 +132,8 @@ class NeuralOptions:
             always starts at random.
         ema: Decay of an exponential moving average of the weights (:mod:`graft.training.ema`),
             scored on validation each epoch beside the raw weights, the better kept; 0: off.
+        tta: Test-time augmentation the run predicts with (``none``, ``flip``;
+            :mod:`graft.tta`): the final metrics use it, and so do its predictions by default.
         safeguard: Score the linear probe on validation before the first epoch and keep it
             unless a trained epoch does better (``False``: keep the best trained epoch).
         dropout: Dropout in the head.
@@ -166,6 +169,7 @@ class NeuralOptions:
     hidden: int | None = None
     head_init: str = "probe"
     safeguard: bool = True
+    tta: str = "none"
     ema: float = 0.998
     dropout: float = 0.2
     bn: str = "eval"
@@ -221,6 +225,7 @@ class NeuralOptions:
             ),
             (0 <= self.dropout < 1, f"--dropout {self.dropout} must be in [0, 1)"),
             (0 <= self.ema < 1, f"--ema {self.ema} must be in [0, 1) (0 turns it off)"),
+            (self.tta in TTA_MODES, f"--tta {self.tta!r} must be one of {', '.join(TTA_MODES)}"),
             (
                 self.head_init in HEAD_INITS,
                 f"--head-init {self.head_init!r} must be one of {', '.join(HEAD_INITS)}",
@@ -525,6 +530,7 @@ class _Trainer:
             "options": self.options.to_dict(),
             "augment": self.augment.to_dict(),
             "precision": self.precision,
+            "tta": self.options.tta,
             **{k: self.config[k] for k in ("frozen_precision",) if k in self.config},
             "device": str(self.device),
             "phases": [asdict(phase) for phase in self.phases],

@@ -1,0 +1,110 @@
+"""Test-time augmentation: a flip averages an image's and its mirror's probabilities, in every
+place a run predicts (predict, evaluate, export) and as a run's recorded choice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+import graft
+from graft.errors import ConfigError
+from graft.export import export_model
+from graft.training import NeuralOptions, train_neural
+from synthetic import write_class_folders
+
+QUICK = {"engine": "torch", "precision": "fp32"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tta")
+    write_class_folders(root / "train", 8)
+    write_class_folders(root / "validation", 3, start=100)
+    return root
+
+
+@pytest.fixture(scope="module")
+def linear_run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("linear") / "run"
+    graft.train(data, strategy="linear", out=out, **QUICK)
+    return out
+
+
+def _lopsided(folder: Path) -> list[Path]:
+    """Purple images between the red and blue classes, whose left part differs from the
+    right (so the probe is unsure and the mirror changes its answer), and their mirrors."""
+    folder.mkdir(exist_ok=True)
+    paths = []
+    rng = np.random.default_rng(0)
+    for i, colour in enumerate([(120, 40, 120), (130, 40, 110), (110, 40, 130)]):
+        pixels = np.full((96, 96, 3), colour, dtype=np.uint8)
+        pixels[:, : 24 + 8 * i] = rng.integers(0, 255, (96, 24 + 8 * i, 3))
+        path = folder / f"img{i}.png"
+        Image.fromarray(pixels).save(path)
+        ImageOps.mirror(Image.fromarray(pixels)).save(folder / f"img{i}-mirror.png")
+        paths.append(path)
+    return paths
+
+
+def test_flip_averages_the_image_and_its_mirror(linear_run: Path, tmp_path: Path) -> None:
+    paths = _lopsided(tmp_path)
+    mirrors = [p.with_name(p.stem + "-mirror.png") for p in paths]
+    plain = graft.load(linear_run)
+    assert plain.tta == "none"
+    one, other = plain.predict_proba(paths), plain.predict_proba(mirrors)
+    assert np.abs(one - other).max() > 5e-5  # the mirror is a different input here
+    flipped = graft.load(linear_run, tta="flip")
+    np.testing.assert_allclose(flipped.predict_proba(paths), (one + other) / 2, atol=1e-6)
+    # predict_files (evaluation's path) takes the flip too, not the cached unflipped features
+    proba, ok, _ = flipped.predict_files(paths)
+    assert ok.all()
+    np.testing.assert_allclose(proba, (one + other) / 2, atol=1e-6)
+
+
+def test_evaluate_with_flip_predicts_again_and_says_so(linear_run: Path) -> None:
+    saved = graft.evaluate(linear_run)
+    again = graft.evaluate(linear_run, tta="flip")
+    assert saved["tta"] == "none" and again["tta"] == "flip"
+    assert again["n"] == saved["n"] and again["split"] == saved["split"]
+    # the run's saved predictions are untouched
+    assert graft.evaluate(linear_run)["accuracy"] == saved["accuracy"]
+
+
+def test_the_exported_graph_contains_the_flip(linear_run: Path, tmp_path: Path) -> None:
+    import onnx
+
+    result = export_model(linear_run, format="onnx", out=tmp_path / "flip.onnx", tta="flip")
+    meta = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
+    assert meta["tta"] == "flip" and json.loads(meta["graft"])["tta"] == "flip"
+    paths = _lopsided(tmp_path / "images")
+    exported = graft.load(linear_run, backend="onnx", model_file=result.path)
+    np.testing.assert_allclose(
+        exported.predict_proba(paths),
+        graft.load(linear_run, tta="flip").predict_proba(paths),
+        atol=1e-4,
+    )
+
+
+def test_a_run_trained_with_flip_predicts_with_it(data: Path, tmp_path: Path) -> None:
+    options = NeuralOptions(
+        strategy="head", epochs=1, augment="none", tta="flip", workers=0, batch_size=4, **QUICK
+    )
+    train_neural(data, out=tmp_path / "run", options=options)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["tta"] == "flip"
+    assert graft.load(tmp_path / "run").tta == "flip"
+    assert graft.load(tmp_path / "run", tta="none").tta == "none"
+    # its saved validation metrics are the flipped predictions'
+    paths = sorted((data / "validation").rglob("*.png"))
+    saved = graft.evaluate(tmp_path / "run")
+    recomputed = graft.evaluate(tmp_path / "run", tta="flip")
+    assert saved["accuracy"] == recomputed["accuracy"] and len(paths) == saved["n"]
+
+
+def test_an_unknown_tta_is_refused(linear_run: Path) -> None:
+    with pytest.raises(ConfigError, match="--tta 'rotate' is not one of: none, flip"):
+        graft.load(linear_run, tta="rotate")
