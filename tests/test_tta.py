@@ -34,6 +34,27 @@ def linear_run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def unsure_run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A network whose head stays at its random start (a vanishing learning rate, no probe
+    start, no safeguard): its probabilities stay near 0.5, so different views of an image get
+    visibly different probabilities."""
+    out = tmp_path_factory.mktemp("unsure") / "run"
+    options = NeuralOptions(
+        strategy="head",
+        epochs=1,
+        lr=1e-12,
+        head_init="random",
+        safeguard=False,
+        augment="none",
+        workers=0,
+        batch_size=4,
+        **QUICK,
+    )
+    train_neural(data, out=out, options=options)
+    return out
+
+
 def _lopsided(folder: Path) -> list[Path]:
     """Purple images between the red and blue classes, whose left part differs from the
     right (so the probe is unsure and the mirror changes its answer), and their mirrors."""
@@ -105,5 +126,32 @@ def test_a_run_trained_with_flip_predicts_with_it(data: Path, tmp_path: Path) ->
 
 
 def test_an_unknown_tta_is_refused(linear_run: Path) -> None:
-    with pytest.raises(ConfigError, match="--tta 'rotate' is not one of: none, flip"):
+    with pytest.raises(ConfigError, match="--tta 'rotate' is not one of: none, flip, dihedral"):
         graft.load(linear_run, tta="rotate")
+
+
+def test_dihedral_averages_the_eight_symmetries(unsure_run: Path, tmp_path: Path) -> None:
+    import onnx
+
+    picture = Image.fromarray(np.random.default_rng(1).integers(0, 255, (96, 96, 3), np.uint8))
+    image = tmp_path / "noise.png"
+    picture.save(image)
+    views = []
+    for turns in range(4):
+        turned = picture.rotate(90 * turns)  # square image: quarter turns lose nothing
+        for mirror in (False, True):
+            path = tmp_path / f"view{turns}{int(mirror)}.png"
+            (ImageOps.mirror(turned) if mirror else turned).save(path)
+            views.append(path)
+    plain = graft.load(unsure_run).predict_proba(views)
+    assert np.abs(plain - plain[0]).max() > 1e-3  # the eight views are different inputs
+    dihedral = graft.load(unsure_run, tta="dihedral").predict_proba([image])[0]
+    # PIL turns the file before resizing and graft turns the resized pixels: close, not equal
+    expected = plain.mean(axis=0)
+    assert np.abs(dihedral - expected).max() < np.abs(plain - expected).max() / 5
+    result = export_model(unsure_run, format="onnx", out=tmp_path / "d8.onnx", tta="dihedral")
+    assert {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}["tta"] == "dihedral"
+    exported = graft.load(unsure_run, backend="onnx", model_file=result.path)
+    # the graph averages the same eight views: it matches, and every view gives the same answer
+    np.testing.assert_allclose(exported.predict_proba([image])[0], dihedral, atol=1e-4)
+    np.testing.assert_allclose(exported.predict_proba(views), [dihedral] * 8, atol=1e-4)

@@ -181,10 +181,10 @@ def export_model(
     folder = Path(run_dir)
     predictor = load(folder, tta=tta)
     module, preprocessing = inference_module(predictor)
-    if predictor.tta == "flip":
-        from graft.tta import flip_average
+    if predictor.tta != "none":
+        from graft.tta import view_average
 
-        module = flip_average(module)
+        module = view_average(module, predictor.tta)
     size = preprocessing.input_size
     example = torch.zeros((1, 3, size, size), dtype=torch.uint8)
     name = {

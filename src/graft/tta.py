@@ -1,12 +1,15 @@
-"""Test-time augmentation: average the class probabilities of an image and its mirror image.
+"""Test-time augmentation: average the class probabilities of several views of each image.
 
 ``flip`` predicts each image and its horizontal mirror and averages the two probability rows
 (the classic TTA of Krizhevsky et al. and fastai's ``tta``); it doubles the cost of a
-prediction. It applies wherever a run predicts: ``graft evaluate``, ``predict``, ``serve``
-(through :class:`graft.predictor.Predictor`), and ``graft export``, whose graph then contains
-it (:class:`FlipAverage`). A run records its own choice (``graft train --tta flip``: the
-final metrics are computed with it and the run predicts with it by default); every command
-can override it with ``--tta``.
+prediction. ``dihedral`` averages the eight flips and quarter turns of the (square) input,
+for images with no up or down trained with ``--augment dihedral``; it costs eight.
+
+It applies wherever a run predicts: ``graft evaluate``, ``predict``, ``serve`` (through
+:class:`graft.predictor.Predictor`), and ``graft export``, whose graph then contains it
+(:func:`view_average`). A run records its own choice (``graft train --tta flip``: the final
+metrics are computed with it and the run predicts with it by default); every command can
+override it with ``--tta``.
 
 Example:
     >>> import numpy as np
@@ -25,7 +28,7 @@ import numpy as np
 
 from graft.errors import ConfigError
 
-TTA_MODES = ("none", "flip")
+TTA_MODES = ("none", "flip", "dihedral")
 
 
 def check_tta(mode: str) -> str:
@@ -44,34 +47,66 @@ def averaged(
     inputs: Sequence[np.ndarray],
     mode: str,
 ) -> np.ndarray:
-    """``probabilities(inputs)``, averaged with the mirrored inputs' for ``flip``.
+    """``probabilities(inputs)``, averaged over the mode's views of the inputs.
 
     Args:
         probabilities: Uint8 pixels (``N x 3 x H x W``, one array per model input) to
             ``N x classes`` probabilities.
         inputs: The pixels.
-        mode: ``none`` or ``flip``.
+        mode: ``none``, ``flip`` (the image and its mirror) or ``dihedral`` (the eight flips
+            and quarter turns).
     """
-    proba = probabilities(inputs)
-    if mode == "flip":
-        mirrored = [np.ascontiguousarray(x[..., ::-1]) for x in inputs]
-        proba = (proba + probabilities(mirrored)) / 2
-    return proba
+    views = {"none": [(0, False)], "flip": [(0, False), (0, True)]}.get(
+        mode, [(turns, mirror) for turns in range(4) for mirror in (False, True)]
+    )
+    total = None
+    for turns, mirror in views:
+        view = [_view(x, turns, mirror) for x in inputs] if (turns or mirror) else inputs
+        proba = probabilities(view)
+        total = proba if total is None else total + proba
+    assert total is not None
+    return total / len(views)
 
 
-def flip_average(module: Any) -> Any:
-    """Wrap a PyTorch module (uint8 pixels to probabilities) so it averages with the mirror
-    image: the exported graph of ``--tta flip``."""
+def _view(pixels: np.ndarray, turns: int, mirror: bool) -> np.ndarray:
+    turned = np.rot90(pixels, turns, axes=(2, 3)) if turns else pixels
+    return np.ascontiguousarray(turned[..., ::-1] if mirror else turned)
+
+
+def view_average(module: Any, mode: str) -> Any:
+    """Wrap a PyTorch module (uint8 pixels to probabilities) so it averages over the mode's
+    views, as :func:`averaged` does: the exported graph of ``--tta flip|dihedral``."""
     import torch
     from torch import nn
 
-    class FlipAverage(nn.Module):
+    views = (
+        [(0, True)]
+        if mode == "flip"
+        else [(turns, mirror) for turns in range(4) for mirror in (False, True)][1:]
+    )
+
+    class ViewAverage(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.inner = module
 
         def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-            both = self.inner(pixels) + self.inner(torch.flip(pixels, dims=[3]))
-            return both / 2
+            total = self.inner(pixels)
+            for turns, mirror in views:
+                view = _quarter_turns(pixels, turns)
+                total = total + self.inner(torch.flip(view, dims=[3]) if mirror else view)
+            return total / (len(views) + 1)
 
-    return FlipAverage().eval()
+    return ViewAverage().eval()
+
+
+def _quarter_turns(pixels: Any, turns: int) -> Any:
+    """``torch.rot90(pixels, turns, dims=[2, 3])`` from transposes and flips (ONNX has no
+    ``rot90``)."""
+    if turns == 1:
+        return pixels.transpose(2, 3).flip(2)
+    if turns == 2:
+        return pixels.flip(2).flip(3)
+    if turns == 3:
+        return pixels.transpose(2, 3).flip(3)
+    return pixels

@@ -69,3 +69,27 @@ def test_unknown_presets_and_settings(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"flip": 0.5}))
     with pytest.raises(ConfigError, match=r"unknown augmentation settings \['flip'\]"):
         preset(str(bad))
+
+
+def test_the_dihedral_preset_only_flips_and_turns() -> None:
+    from PIL import Image
+
+    from graft.training.augment import preset, train_transform
+    from graft.zoo import get_backbone
+
+    preprocessing = get_backbone("efficientnet_lite0.in1k").preprocessing
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8))
+    transform = train_transform(preprocessing, preset("dihedral"))
+    base = train_transform(preprocessing, preset("none"))(picture).numpy()  # resize, crop
+    symmetries = [
+        np.rot90(view, turns, axes=(1, 2)) for view in (base, base[..., ::-1]) for turns in range(4)
+    ]
+    seen = set()
+    torch.manual_seed(0)
+    for _ in range(64):
+        out = transform(picture).numpy()
+        matches = [i for i, s in enumerate(symmetries) if np.array_equal(out, s)]
+        assert matches, "not a lossless flip or quarter turn of the input"
+        seen.add(matches[0])
+    assert len(seen) == 8  # every symmetry is drawn

@@ -25,7 +25,7 @@ def evaluate(
         False, "--report", help="Also write RUN_DIR/report.html (offline)."
     ),
     tta: str | None = typer.Option(
-        None, help="Test-time augmentation: none or flip (default: the run's own)."
+        None, help="Test-time augmentation: none, flip or dihedral (default: the run's own)."
     ),
 ) -> None:
     """Print accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix."""

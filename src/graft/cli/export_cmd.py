@@ -14,7 +14,8 @@ def export(
     out: Path | None = typer.Option(None, help="File to write (default in the run directory)."),
     no_check: bool = typer.Option(False, "--no-check", help="Skip the comparison with PyTorch."),
     tta: str | None = typer.Option(
-        None, help="Test-time augmentation in the graph: none or flip (default: the run's own)."
+        None,
+        help="Test-time augmentation in the graph: none, flip or dihedral (default: the run's).",
     ),
 ) -> None:
     """Export the run's classifier: raw RGB uint8 pixels in, probabilities out."""

@@ -22,7 +22,7 @@ def predict(
     ),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
     tta: str | None = typer.Option(
-        None, help="Test-time augmentation: none or flip (default: the run's own)."
+        None, help="Test-time augmentation: none, flip or dihedral (default: the run's own)."
     ),
     engine: str = typer.Option(
         "local", help="local, or ray: a Ray cluster writes OUT/predictions/*.parquet."

@@ -15,7 +15,7 @@ def serve(
         "auto", help="auto, torch, onnxruntime, openvino or onnx (exported model)."
     ),
     tta: str | None = typer.Option(
-        None, help="Test-time augmentation: none or flip (default: the run's own)."
+        None, help="Test-time augmentation: none, flip or dihedral (default: the run's own)."
     ),
     api_key: str | None = typer.Option(
         None, "--api-key", help="Require this key (or GRAFT_API_KEY)."

@@ -102,7 +102,7 @@ def train(
         0.998, help="Neural: EMA decay of the weights, scored beside them each epoch; 0: off."
     ),
     tta: str = typer.Option(
-        "none", help="Neural: test-time augmentation the run predicts with: none or flip."
+        "none", help="Neural: test-time augmentation the run predicts with: none, flip or dihedral."
     ),
     safeguard: bool = typer.Option(
         True,

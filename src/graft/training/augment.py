@@ -7,6 +7,9 @@ Presets (``--augment``):
 * ``standard``: the seeds' Keras ``ImageDataGenerator`` settings: zoom 0.3, rotation 50 degrees,
   width/height shift 0.2, shear 0.2 (degrees, as Keras defines it), horizontal flip, and
   ``nearest`` fill (edge pixels are repeated rather than leaving black corners).
+* ``dihedral``: horizontal and vertical flips and rotations by multiples of 90 degrees, the
+  eight lossless symmetries of a square: for images with no up or down (solar cells,
+  microscopy, satellite tiles), as Deitsch et al. (2019) trained on ELPV.
 * ``strong``: random resized crop, flip, RandAugment (timm ``rand-m9-mstd0.5``), and mixup/cutmix
   on batches.
 
@@ -38,7 +41,7 @@ from PIL import Image
 from graft.errors import ConfigError
 from graft.zoo.records import Preprocessing
 
-PRESETS = ("none", "light", "standard", "strong")
+PRESETS = ("none", "light", "standard", "dihedral", "strong")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class AugmentConfig:
         hflip: Probability of a horizontal flip.
         vflip: Probability of a vertical flip.
         rotation: Maximum rotation, degrees.
+        rot90: Rotate by a random multiple of 90 degrees (lossless: for data with no up, such
+            as solar cells, microscopy or satellite tiles).
         shift: Maximum translation, as a fraction of width/height.
         zoom: Zoom range: scale drawn from ``[1 - zoom, 1 + zoom]``.
         shear: Maximum shear, degrees.
@@ -67,6 +72,7 @@ class AugmentConfig:
     hflip: float = 0.0
     vflip: float = 0.0
     rotation: float = 0.0
+    rot90: bool = False
     shift: float = 0.0
     zoom: float = 0.0
     shear: float = 0.0
@@ -97,6 +103,7 @@ _PRESETS: dict[str, AugmentConfig] = {
     "standard": AugmentConfig(
         name="standard", hflip=0.5, rotation=50.0, shift=0.2, zoom=0.3, shear=0.2, fill="nearest"
     ),
+    "dihedral": AugmentConfig(name="dihedral", hflip=0.5, vflip=0.5, rot90=True),
     "strong": AugmentConfig(
         name="strong",
         resized_crop_scale=(0.35, 1.0),
@@ -166,6 +173,8 @@ def train_transform(preprocessing: Preprocessing, config: AugmentConfig) -> Any:
         steps.append(transforms.RandomHorizontalFlip(config.hflip))
     if config.vflip:
         steps.append(transforms.RandomVerticalFlip(config.vflip))
+    if config.rot90:
+        steps.append(_Rot90())
     if config.color_jitter:
         steps.append(
             transforms.ColorJitter(config.color_jitter, config.color_jitter, config.color_jitter)
@@ -186,6 +195,20 @@ def _interpolation(name: str) -> Any:
     return {"bicubic": InterpolationMode.BICUBIC, "nearest": InterpolationMode.NEAREST}.get(
         name, InterpolationMode.BILINEAR
     )
+
+
+class _Rot90:
+    """Rotation by a random multiple of 90 degrees (no interpolation, no fill)."""
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        turns = int(torch.randint(0, 4, (1,)))
+        if not turns:
+            return image
+        return image.transpose(
+            [Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270][
+                turns - 1
+            ]
+        )
 
 
 class _Affine:
