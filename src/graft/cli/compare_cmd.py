@@ -33,7 +33,7 @@ def compare(
         1, "--freeze-epochs", help="finetune: epochs before unfreezing."
     ),
     unfreeze: str = typer.Option("2", help="finetune: top stages to unfreeze, or all."),
-    augment: str = typer.Option("standard", help="Neural strategies: augmentation preset or file."),
+    augment: str = typer.Option("none", help="Neural strategies: augmentation preset or file."),
     batch_size: int | None = typer.Option(
         None, "--batch-size", help="Images per step (linear 16, neural 32)."
     ),

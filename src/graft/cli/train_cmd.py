@@ -91,7 +91,9 @@ def train(
     schedule: str = typer.Option("cosine", help="cosine (with warmup) or onecycle."),
     label_smoothing: float = typer.Option(0.1, "--label-smoothing", help="Label smoothing."),
     sampler: str = typer.Option("random", help="random or balanced (equal classes per epoch)."),
-    augment: str = typer.Option("standard", help="none, light, standard, strong, or a JSON file."),
+    augment: str = typer.Option(
+        "none", help="none, light, standard, dihedral, strong, or a JSON file."
+    ),
     hidden: int | None = typer.Option(None, help="Neural: width of a hidden layer in the head."),
     head_init: str = typer.Option(
         "probe",

@@ -125,7 +125,10 @@ class NeuralOptions:
         label_smoothing: Cross-entropy label smoothing.
         class_weight: ``balanced`` to weight the loss by inverse class frequency.
         sampler: ``random`` or ``balanced`` (draws classes equally often).
-        augment: A preset (``none``, ``light``, ``standard``, ``strong``) or a JSON file.
+        augment: A preset (``none``, ``light``, ``standard``, ``dihedral``, ``strong``) or a
+            JSON file. ``none`` by default: measured with LP-FT on potato_disease and ELPV it
+            ties or beats ``light`` and beats the seeds' ``standard`` (ELPV validation: 85.3,
+            84.3 and 81.7 %), and it lets every epoch run on cached activations.
         hidden: Width of an optional hidden layer in the head.
         head_init: ``probe`` (LP-FT: the head starts as the linear probe fitted on the
             cached features, see :mod:`graft.training.probe`) or ``random``. ``scratch``
@@ -165,7 +168,7 @@ class NeuralOptions:
     label_smoothing: float = 0.1
     class_weight: str | None = None
     sampler: str = "random"
-    augment: str = "standard"
+    augment: str = "none"
     hidden: int | None = None
     head_init: str = "probe"
     safeguard: bool = True
