@@ -114,12 +114,15 @@ def plain_baseline(source: Path, probe_run: Path, per_class: int) -> dict[str, A
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("names", nargs="*", default=list(DATASETS), help=", ".join(DATASETS))
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--budget", default="5m", help="auto's budget")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--table", action="store_true", help="only rewrite bench/README.md")
     args = parser.parse_args()
+    unknown = [name for name in args.names if name not in DATASETS]
+    if unknown:
+        sys.exit(f"unknown dataset {unknown[0]!r}; choose from: {', '.join(DATASETS)}")
     saved = HERE / "results" / "accuracy.json"
     if args.table:
         write_table(json.loads(saved.read_text()))
