@@ -160,7 +160,8 @@ def export_model(
         out: The file to write (default ``RUN_DIR/model.onnx``, ``model.int8.onnx`` or
             ``model.torchscript.pt``).
         check: Compare with PyTorch on sample images and fail if they disagree.
-        tta: Test-time augmentation in the graph (``none``, ``flip``; :mod:`graft.tta`);
+        tta: Test-time augmentation in the graph (``none``, ``flip``, ``dihedral``;
+            :mod:`graft.tta`);
             default the run's own.
 
     Raises:

@@ -330,7 +330,8 @@ class OnnxPredictor(Predictor):
                 "export it again"
             )
         self.labels = list(json.loads(meta["labels"]))
-        self.tta = "none"  # an exported graph holds the test-time augmentation it was given
+        self.tta = "none"  # applied here: the exported graph holds the views it was given
+        self.exported_tta = str(meta.get("tta", "none"))
         self.preprocessing = Preprocessing.from_dict(json.loads(meta["preprocessing"]))
         self.model_file = model_file
 

@@ -85,3 +85,8 @@ def test_auto_needs_a_validation_split(colours: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="validation split"):
         graft.train(colours, strategy="auto", out=tmp_path / "a", val=0.0, **QUICK)
     assert not (tmp_path / "a").exists()
+
+
+def test_auto_refuses_test_time_augmentation(colours: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="without test-time augmentation"):
+        graft.train(colours, strategy="auto", out=tmp_path / "a", tta="flip", **QUICK)

@@ -177,3 +177,23 @@ def test_without_a_validation_split_the_run_says_so(tmp_path: Path) -> None:
     assert not sum(val_counts(tmp_path / "none").values())
     assert refused.safeguard["kept"] == "trained"
     assert refused.safeguard["message"].startswith("no validation split")
+
+
+def test_a_narrow_hidden_layer_is_refused_before_the_run_starts(
+    three_colours: Path, tmp_path: Path
+) -> None:
+    options = NeuralOptions(strategy="head", epochs=1, hidden=5, **SAME_FEATURES)
+    with pytest.raises(ConfigError, match=r"--hidden 5 is too narrow.*--hidden 6"):
+        train_neural(three_colours, out=tmp_path / "run", options=options)
+    assert not (tmp_path / "run").exists()
+    # without the probe (random start, no safeguard) any width trains
+    options = NeuralOptions(
+        strategy="head",
+        epochs=1,
+        hidden=5,
+        head_init="random",
+        safeguard=False,
+        augment="none",
+        **SAME_FEATURES,
+    )
+    assert train_neural(three_colours, out=tmp_path / "run", options=options).metrics

@@ -45,6 +45,8 @@ def predict(
     if engine not in ("local", "ray"):
         raise ConfigError(f"--engine {engine!r} is not one of: local, ray")
     if engine == "ray":
+        if tta not in (None, "none"):
+            raise ConfigError("--tta applies to --engine local; the Ray path predicts without it")
         if out is None:
             raise ConfigError("--engine ray writes parquet shards: pass --out FOLDER")
         from graft.scaleout.ray_data import predict_with_ray

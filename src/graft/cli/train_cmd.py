@@ -151,6 +151,11 @@ def train(
         from graft.errors import ConfigError
         from graft.training.distributed import launch
 
+        if strategy == "auto":
+            raise ConfigError(
+                "--nproc trains one neural strategy in several processes; --strategy auto runs "
+                "its ladder in one: drop --nproc, or pick --strategy finetune"
+            )
         if strategy == "linear" and resume is None:
             raise ConfigError(
                 "--nproc trains the neural strategies (head, finetune, scratch); the linear "

@@ -178,7 +178,16 @@ def compare(
     if not manifest.is_file():
         if data is None:
             raise ConfigError(f"{out} holds no comparison to resume; pass DATA")
-        report = prepare(data, data_options or DataOptions())
+        from dataclasses import replace
+
+        from graft.training.neural import CARVED_VAL
+
+        chosen = data_options or DataOptions()
+        if chosen.val is None and not chosen.carve_val:
+            # every strategy trains on the same images: the validation split the neural ones
+            # would carve from train is carved once, here
+            chosen = replace(chosen, carve_val=CARVED_VAL)
+        report = prepare(data, chosen)
         if on_report is not None:
             on_report(report)
         write_manifest(manifest, report.images.samples, report.hashes)
@@ -208,7 +217,12 @@ def compare(
 
 
 def compare_runs(
-    runs: Sequence[tuple[str, str, Path]], *, out: Path, split: str, notes: Sequence[str] = ()
+    runs: Sequence[tuple[str, str, Path]],
+    *,
+    out: Path,
+    split: str,
+    notes: Sequence[str] = (),
+    speed: bool = True,
 ) -> Comparison:
     """Compare runs already trained on one split manifest; write ``compare.json``/``.html``.
 
@@ -217,6 +231,7 @@ def compare_runs(
         out: The folder for the reports.
         split: The split every run is evaluated on (``test`` or ``val``).
         notes: Lines for the report.
+        speed: Measure each run's inference speed (``False``: the column stays empty).
 
     Raises:
         DataError: The runs were evaluated on different images.
@@ -228,7 +243,7 @@ def compare_runs(
     truth: list[str] = []
     classes: list[str] = []
     for backbone, label, run_dir in runs:
-        row, truth, classes = _row(run_dir, backbone, label, split)
+        row, truth, classes = _row(run_dir, backbone, label, split, speed=speed)
         rows.append(row)
     return _write(Comparison(out, split, classes, rows, _mcnemar(rows), list(notes), truth))
 
@@ -304,7 +319,7 @@ def _train_or_resume(
 
 
 def _row(
-    run_dir: Path, backbone: str, strategy: str, split: str
+    run_dir: Path, backbone: str, strategy: str, split: str, *, speed: bool = True
 ) -> tuple[Row, list[str], list[str]]:
     import json
 
@@ -325,7 +340,7 @@ def _row(
         metrics=evaluation.metrics,
         roc_auc_interval=_auc_interval(y, proba, len(evaluation.classes)),
         train_seconds=_train_seconds(config, history),
-        images_per_second=_inference_speed(run_dir, paths),
+        images_per_second=_inference_speed(run_dir, paths) if speed else None,
         trainable_params=trainable,
         total_params=total,
         correct=proba.argmax(1) == y,

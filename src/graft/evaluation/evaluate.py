@@ -81,8 +81,9 @@ def evaluate(
             of it (default: every image).
         root: For a CSV/TSV ``data``, the folder its paths are relative to.
         report: Also write ``report.html`` into the run directory (its path is in ``report``).
-        tta: Test-time augmentation (``none``, ``flip``; :mod:`graft.tta`). Given, the run
-            predicts again (on its own split manifest when ``data`` is not given).
+        tta: Test-time augmentation (``none``, ``flip``, ``dihedral``; :mod:`graft.tta`).
+            Given, the run predicts again (on its own split manifest when ``data`` is not
+            given).
 
     Raises:
         ConfigError: Unknown split, or a split the run did not evaluate.

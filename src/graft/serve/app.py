@@ -65,7 +65,7 @@ class ServeOptions:
 
     Attributes:
         backend: Predictor backend (``auto``, ``torch``, ``openvino``, ``onnx``).
-        tta: Test-time augmentation (``none``, ``flip``); default the run's own.
+        tta: Test-time augmentation (``none``, ``flip``, ``dihedral``); default the run's own.
         api_key: Required in ``X-API-Key`` on ``/predict`` when set.
         max_upload_bytes: Largest request body accepted.
         max_files: Most images per request.
@@ -268,7 +268,7 @@ def _info(run_dir: Path, predictor: Any, settings: ServeOptions) -> dict[str, An
         "backbone": backbone,
         "strategy": config.get("strategy"),
         "backend": settings.backend,
-        "tta": predictor.tta,
+        "tta": getattr(predictor, "exported_tta", predictor.tta),
         "metrics": summary,
         "limits": {
             "max_upload_bytes": settings.max_upload_bytes,

@@ -134,8 +134,8 @@ def ladder(options: dict[str, Any]) -> list[Rung]:
     Example:
         >>> [rung.name for rung in ladder({"epochs": 3, "head": "svm"})]
         ['probe', 'lp-ft shallow', 'lp-ft deep']
-        >>> ladder({"epochs": 3, "head": "svm"})[2].options
-        {'unfreeze': '4', 'bn': 'unfrozen', 'epochs': 3}
+        >>> ladder({"epochs": 3, "unfreeze": "2", "head": "svm"})[2].options
+        {'epochs': 3, 'unfreeze': '4', 'bn': 'unfrozen'}
     """
     from dataclasses import fields
 
@@ -148,7 +148,9 @@ def ladder(options: dict[str, Any]) -> list[Rung]:
     return [
         Rung("probe", "linear", {k: v for k, v in options.items() if k in linear}),
         Rung("lp-ft shallow", "finetune", tuned),
-        Rung("lp-ft deep", "finetune", {"unfreeze": "4", "bn": "unfrozen", **tuned}),
+        # the deep rung is defined by its depth: it overrides the shallow rung's (the CLI passes
+        # every option, defaults included)
+        Rung("lp-ft deep", "finetune", {**tuned, "unfreeze": "4", "bn": "unfrozen"}),
     ]
 
 
@@ -188,6 +190,11 @@ def train_auto(
 
     started = time.monotonic()
     deadline = started + parse_budget(budget)
+    if (options or {}).get("tta", "none") != "none":
+        raise ConfigError(
+            "--strategy auto compares its rungs without test-time augmentation; add it to the "
+            "chosen run afterwards (graft evaluate/predict/serve/export --tta)"
+        )
     data_options = data_options or DataOptions()
     if data_options.val is None and not data_options.carve_val:
         data_options = replace(data_options, carve_val=CARVED_VAL)
@@ -215,6 +222,8 @@ def train_auto(
         if on_rung is not None:
             on_rung(rung, message)
 
+    # the manifest holds the split and the subsets; the rungs keep the seed and the dedupe mode
+    rung_data = DataOptions(seed=data_options.seed, dedupe=data_options.dedupe)
     rungs = ladder(options or {})
     shallow_seconds: float | None = None
     for rung in rungs:
@@ -237,6 +246,7 @@ def train_auto(
             result: Any = train_linear(
                 manifest,
                 out=rung.run_dir,
+                data_options=rung_data,
                 options=_linear_options(rung.options),
             )
         else:
@@ -244,8 +254,10 @@ def train_auto(
             result = train_neural(
                 manifest,
                 out=rung.run_dir,
+                data_options=rung_data,
                 options=NeuralOptions(strategy=rung.strategy, **rung.options),
-                callbacks=[*callbacks, deadline_callback],
+                # the deadline first: when it ends a phase, no progress display has started
+                callbacks=[deadline_callback, *callbacks],
             )
             if deadline_callback.cut:
                 rung.note = f"cut short by the budget before {deadline_callback.cut[0]}"
@@ -270,6 +282,7 @@ def train_auto(
         [(backbone, rung.name, rung.run_dir) for rung in done if rung.run_dir is not None],
         out=run_dir / LADDER,
         split=split,
+        speed=False,  # timing inference would spend budget the ladder has not reserved
         notes=[f"{rung.name}: {rung.note}" for rung in rungs if rung.note],
     )
     assert best.run_dir is not None

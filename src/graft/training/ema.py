@@ -73,7 +73,7 @@ class WeightAverage:
         return {"state": self.state, "steps": self.steps, "decay": self.decay}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` (on resume)."""
-        self.state = {k: v.clone() for k, v in saved["state"].items()}
+        """Restore :meth:`state_dict` (on resume), on the devices of the current average."""
+        self.state = {k: v.to(self.state[k].device).clone() for k, v in saved["state"].items()}
         self.steps = int(saved["steps"])
         self.decay = float(saved["decay"])

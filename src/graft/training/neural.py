@@ -135,7 +135,7 @@ class NeuralOptions:
             always starts at random.
         ema: Decay of an exponential moving average of the weights (:mod:`graft.training.ema`),
             scored on validation each epoch beside the raw weights, the better kept; 0: off.
-        tta: Test-time augmentation the run predicts with (``none``, ``flip``;
+        tta: Test-time augmentation the run predicts with (``none``, ``flip``, ``dihedral``;
             :mod:`graft.tta`): the final metrics use it, and so do its predictions by default.
         safeguard: Score the linear probe on validation before the first epoch and keep it
             unless a trained epoch does better (``False``: keep the best trained epoch).
@@ -326,7 +326,9 @@ def train_neural(
             raise ConfigError(f"{run_dir}: a {config.get('strategy')} run has no epochs to resume")
         if config.get("status") == "complete":
             raise ConfigError(f"{run_dir}: this run is complete; nothing to resume")
-        options = NeuralOptions(**config["options"])
+        # a run written before LP-FT, the safeguard and EMA resumes as it started
+        legacy = {"head_init": "random", "safeguard": False, "ema": 0.0}
+        options = NeuralOptions(**{**legacy, **config["options"]})
         data_options = DataOptions(**{**config["data"]["options"], "root": None})
         report = prepare(run_dir / MANIFEST, DataOptions(seed=data_options.seed))
         # split.csv already holds the data after fixes and drops; keep the record of them
@@ -432,6 +434,14 @@ class _Trainer:
         if options.image_size is not None:
             self.preprocessing = self.preprocessing.with_input_size(options.image_size)
         self.stages = backbone_stages(self.model.backbone.net)
+        needed = 2 * len(self.classes)
+        uses_probe = options.head_init == "probe" or options.safeguard
+        if options.strategy != "scratch" and uses_probe and (options.hidden or needed) < needed:
+            raise ConfigError(  # before the run directory exists
+                f"--hidden {options.hidden} is too narrow to hold the linear probe (LP-FT's start "
+                f"and the safeguard need 2 x {len(self.classes)} classes = {needed} units); pass "
+                f"--hidden {needed} or more, or --head-init random --no-safeguard"
+            )
         if options.strategy == "finetune":
             resolve_unfreeze(options.unfreeze, self.stages)  # names the stages if out of range
         self.phases = plan_phases(options, stage_count=len(self.stages))
@@ -609,10 +619,11 @@ class _Trainer:
     def fit(self) -> list[dict[str, Any]]:
         """Run (or continue) the phases; return the history."""
         self._restore()
-        if self.epoch == 0 and self.options.strategy != "scratch":
+        uses_probe = self.options.head_init == "probe" or self.options.safeguard
+        if self.epoch == 0 and self.options.strategy != "scratch" and uses_probe:
             self._start_from_probe()
         if self.options.ema:
-            self.average = WeightAverage(self.model, self.options.ema)
+            self.average = WeightAverage(self.model, self.options.ema)  # on the model's device
             if self._saved_average is not None:
                 self.average.load_state_dict(self._saved_average)
         shared = {

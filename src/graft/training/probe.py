@@ -145,6 +145,16 @@ def safeguard_summary(
         for entry in (record, record.get("ema", {}))
         if monitor in entry
     ]
+    if monitor in probe and not scored:  # a budget cut before any epoch was scored
+        return {
+            "kept": "probe",
+            "monitor": monitor,
+            "probe": float(probe[monitor]),
+            "trained": None,
+            "best_epoch": best_epoch,
+            "message": f"kept the linear probe: no trained epoch was scored ({monitor} of the "
+            f"probe {float(probe[monitor]):.4f})",
+        }
     if monitor not in probe or not scored:
         return {
             "kept": "trained",
