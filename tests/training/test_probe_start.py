@@ -197,3 +197,43 @@ def test_a_narrow_hidden_layer_is_refused_before_the_run_starts(
         **SAME_FEATURES,
     )
     assert train_neural(three_colours, out=tmp_path / "run", options=options).metrics
+
+
+def test_a_kept_probe_learns_from_the_carved_validation_images_too(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_class_folders(data / "train", 10, ("red", "blue", "green"))
+    write_class_folders(data / "test", 3, ("red", "blue", "green"), start=100)
+    # fine-tuning wrecked by an absurd rate: the safeguard keeps the probe, refitted on all of
+    # train, which is the linear strategy's model
+    options = NeuralOptions(
+        strategy="finetune", epochs=2, lr=50.0, backbone_lr=10, augment="none", **SAME_FEATURES
+    )
+    result = train_neural(data, out=tmp_path / "ft", options=options)
+    assert result.safeguard["kept"] == "probe" and result.safeguard["refit"] == "train+val"
+    assert "refitted on train and the validation split" in result.safeguard["message"]
+    graft.train(data, strategy="linear", out=tmp_path / "linear", engine="torch", precision="fp32")
+    paths = sorted((data / "test").rglob("*.png"))
+    np.testing.assert_allclose(
+        graft.load(tmp_path / "ft").predict_proba(paths),
+        graft.load(tmp_path / "linear").predict_proba(paths),
+        atol=1e-4,
+        rtol=0,
+    )
+
+
+def test_a_trained_epoch_must_beat_the_probe_by_more_than_noise() -> None:
+    from types import SimpleNamespace
+
+    from graft.training.neural import _Trainer
+
+    trainer: Any = _Trainer.__new__(_Trainer)
+    trainer.settings = SimpleNamespace(monitor="val_accuracy")
+    trainer.probe = {"val_accuracy": 0.5}
+    trainer.samples = {"val": [None] * 100}  # one standard error: sqrt(0.25 / 100) = 0.05
+    trainer.bad_epochs = 0
+    trainer.best = {"value": 0.5, "epoch": 0}
+    assert not trainer._improved({"epoch": 1, "val_accuracy": 0.54})  # within the noise
+    assert trainer.best["epoch"] == 0 and trainer.bad_epochs == 1
+    assert trainer._improved({"epoch": 2, "val_accuracy": 0.56})  # beyond it
+    assert trainer.best == {"value": 0.56, "epoch": 2, "weights": "raw"}
+    assert trainer._improved({"epoch": 3, "val_accuracy": 0.561})  # then epochs compete as usual

@@ -683,6 +683,29 @@ class _Trainer:
         state.update({f"head.{k}": v for k, v in probe_head.state_dict().items()})
         self._save(CHECKPOINT_BEST, state)
 
+    def _refit_probe(self) -> None:
+        """The kept probe, fitted again on train and the validation split carved from train:
+        choosing it needed held-out images, the model it stands for (the linear strategy's)
+        learns from all of them."""
+        from graft.heads import fit_head
+
+        # in the order the linear strategy reads all of train: the same folds, the same probe
+        samples = sorted(
+            self.samples["train"] + self.samples["val"], key=lambda s: (s.label, str(s.path))
+        )
+        features = _present(self._cached_features(samples))
+        fitted = fit_head(
+            "logreg",
+            features.numpy(),
+            [sample.label for sample in samples],
+            classes=self.classes,
+            class_weight=self.options.class_weight,
+            seed=self.seed,
+        )
+        start_from_probe(self.model.head, *probe_layer(fitted))
+        if self.probe is not None:
+            self.probe["refit_C"] = fitted.params["C"]
+
     def _total(self) -> int:
         return sum(phase.epochs for phase in self.phases)
 
@@ -812,12 +835,24 @@ class _Trainer:
         value, weights = monitored(record, monitor), "raw"
         if "ema" in record and monitored(record["ema"], monitor) > value:
             value, weights = monitored(record["ema"], monitor), "ema"
-        if self.best["value"] is None or value > self.best["value"]:
+        # to replace the probe, a trained epoch must beat it by more than the noise of the
+        # validation estimate (a one-standard-error rule: the simpler model on near-ties)
+        margin = self._probe_margin() if self.best.get("epoch") == 0 else 0.0
+        if self.best["value"] is None or value > self.best["value"] + margin:
             self.best = {"value": value, "epoch": record["epoch"], "weights": weights}
             self.bad_epochs = 0
             return True
         self.bad_epochs += 1
         return False
+
+    def _probe_margin(self) -> float:
+        """One standard error of the probe's validation accuracy (or macro-F1),
+        ``sqrt(p (1 - p) / n)``; 0 for the loss."""
+        monitor = self.settings.monitor
+        if self.probe is None or monitor not in self.probe or monitor == "val_loss":
+            return 0.0
+        p = float(self.probe[monitor])
+        return float(np.sqrt(p * (1 - p) / max(1, len(self.samples["val"]))))
 
     def _early_stop(self, index: int) -> None:
         patience = self.settings.patience
@@ -1029,6 +1064,12 @@ class _Trainer:
             self.model.load_state_dict(
                 torch.load(best, map_location="cpu", weights_only=True)["model"]
             )
+        # a kept probe learns from the carved validation images too, unless the training
+        # images were capped (--per-class, --limit): then it keeps the images it was given
+        capped = self.data_options.per_class is not None or self.data_options.limit is not None
+        refit = self.best.get("epoch") == 0 and bool(self.report.carved_val) and not capped
+        if refit:
+            self._refit_probe()
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
         with atomic_path(self.run_dir / MODEL) as tmp:
             save_file(tensors, str(tmp))
@@ -1044,7 +1085,14 @@ class _Trainer:
             self.history,
             self.best.get("epoch"),
             self.settings.monitor,
+            margin=self._probe_margin(),
         )
+        if refit:
+            self.safeguard["refit"] = "train+val"
+            self.safeguard["message"] += (
+                "; refitted on train and the validation split carved from it, as the linear "
+                "strategy fits on all of train (its validation figures are no longer held out)"
+            )
         if config["distributed"] is not None:
             config["distributed"]["parameters_identical"] = parameters_identical
         config["time_per_epoch_s"] = {

@@ -113,6 +113,8 @@ def safeguard_summary(
     history: list[dict[str, Any]],
     best_epoch: int | None,
     monitor: str,
+    *,
+    margin: float = 0.0,
 ) -> dict[str, Any]:
     """Which model the run kept (the probe or a trained epoch), with both validation figures.
 
@@ -122,6 +124,7 @@ def safeguard_summary(
         history: The epochs' records.
         best_epoch: The epoch of the weights kept (0: the probe).
         monitor: The monitored metric.
+        margin: How much a trained epoch had to beat the probe by (one standard error).
 
     Returns:
         ``kept`` (``probe`` or ``trained``), ``monitor``, the ``probe``'s and the best
@@ -172,8 +175,13 @@ def safeguard_summary(
     def shown(value: float) -> str:
         return f"{value:.4f}" if monitor == "val_loss" else f"{100 * value:.2f} %"
 
+    beaten = (
+        f"did better by more than one standard error ({shown(margin)})"
+        if margin
+        else ("did better")
+    )
     message = (
-        f"kept the linear probe: {monitor} {shown(probe_value)}; no trained epoch did better "
+        f"kept the linear probe: {monitor} {shown(probe_value)}; no trained epoch {beaten} "
         f"(best {shown(trained)})"
         if kept == "probe"
         else f"kept the trained model (epoch {best_epoch}): {monitor} {shown(trained)} vs the "
@@ -185,5 +193,6 @@ def safeguard_summary(
         "probe": probe_value,
         "trained": trained,
         "best_epoch": best_epoch,
+        "margin": margin,
         "message": message,
     }
