@@ -103,7 +103,8 @@ def _elpv_linear_probe(console: Console) -> str:
 def _elpv_finetune(console: Console) -> str:
     from graft.cli.render import TrainingProgress, data_summary
     from graft.config import cache_dir
-    from graft.data.prepare import DataOptions
+    from graft.data.dataset import from_items
+    from graft.data.splits import assign_splits
     from graft.datasets import elpv
     from graft.training import NeuralOptions, train_neural
 
@@ -116,16 +117,18 @@ def _elpv_finetune(console: Console) -> str:
         f"{options.unfreeze} stages unfrozen for {options.epochs - 1} more, light augmentation",
         highlight=False,
     )
+    # the published split as given splits: the fine-tune carves its validation split from train
+    # (to choose its epoch and to check itself against the probe) and tests on the same images
+    published = assign_splits(from_items(elpv("binary"), source="elpv-binary"), val=0.0, test=0.25)
     result = train_neural(
-        elpv("binary"),
-        name="elpv-binary",
+        published,
         out=cache_dir() / "demo" / "elpv-finetune",
         overwrite=True,
-        data_options=DataOptions(val=0.0, test=0.25, seed=0),
         options=options,
         on_report=lambda report: data_summary(console, report) if report.warnings else None,
         callbacks=[TrainingProgress(console)],
     )
+    console.print(f"safeguard: {result.safeguard['message']}", highlight=False)
     linear = _read_linear_accuracy()
     others = [("graft linear probe (step 2)", linear)] if linear is not None else []
     accuracy = _beside_published(console, result.metrics, others, "graft fine-tune (this run)")
