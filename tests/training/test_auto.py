@@ -59,8 +59,12 @@ def test_auto_keeps_the_best_rung_on_validation(colours: Path, tmp_path: Path) -
     best = max(rung["val_accuracy"] for rung in rungs.values())
     first_best = next(name for name, rung in rungs.items() if rung["val_accuracy"] == best)
     assert auto["chosen"] == first_best == result.chosen
-    # OUT is the chosen rung: same strategy, same predictions
+    # OUT is the chosen rung (a chosen probe refitted on train and the carved validation
+    # split): same strategy, same predictions
     chosen_dir = out / rungs[first_best]["run_dir"]
+    if first_best == "probe":
+        assert auto["refit"].startswith("the probe")
+        chosen_dir = out / "ladder" / "runs" / "probe-refit"
     assert config["strategy"] == json.loads((chosen_dir / "config.json").read_text())["strategy"]
     paths = sorted((colours / "test").rglob("*.png"))
     np.testing.assert_allclose(

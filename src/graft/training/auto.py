@@ -264,7 +264,7 @@ def train_auto(
         rung.seconds = time.monotonic() - clock
         if rung.strategy != "linear" and shallow_seconds is None:
             shallow_seconds = rung.seconds
-        rung.val_accuracy = float(result.metrics["val"]["accuracy"])
+        rung.val_accuracy = _held_out_accuracy(result)
         say(rung.name, f"val accuracy {100 * rung.val_accuracy:.2f} % in {rung.seconds:.0f} s")
     done = [rung for rung in rungs if rung.val_accuracy is not None]
     best = max(done, key=lambda rung: rung.val_accuracy or 0.0)  # first (simplest) on ties
@@ -306,7 +306,26 @@ def train_auto(
         "ladder_report": f"{LADDER}/compare.html",
     }
     carved = {"val_carved_from_train": report.carved_val} if report.carved_val else {}
-    _adopt(best.run_dir, run_dir, auto, carved)
+    chosen_dir = best.run_dir
+    if best.strategy == "linear" and report.carved_val and not _capped(data_options):
+        # chosen on held-out images, the probe then learns from them too (as the LP-FT rungs'
+        # kept probes do, and as the linear strategy fits on all of train)
+        say(best.name, "refitting on train and the carved validation split")
+        merged = run_dir / LADDER / "split-train+val.csv"
+        write_manifest(
+            merged,
+            [replace(s, split="train") if s.split == "val" else s for s in report.images.samples],
+            report.hashes,
+        )
+        chosen_dir = run_dir / LADDER / "runs" / "probe-refit"
+        train_linear(
+            merged,
+            out=chosen_dir,
+            data_options=rung_data,
+            options=_linear_options(best.options),
+        )
+        auto["refit"] = "the probe, on train and the carved validation split"
+    _adopt(chosen_dir, run_dir, auto, carved)
     import json
 
     metrics = json.loads((run_dir / METRICS).read_text())
@@ -332,6 +351,21 @@ def _adopt(chosen: Path, run_dir: Path, auto: dict[str, Any], data: dict[str, An
     config.pop("format", None)
     config["data"] = {**config.get("data", {}), **data}
     write_config(run_dir, {**config, "auto": auto})
+
+
+def _held_out_accuracy(result: Any) -> float:
+    """A rung's validation accuracy on images it did not learn from: an LP-FT rung's probe is
+    refitted on the validation split after it is kept, so its safeguard's figure counts."""
+    guard = getattr(result, "safeguard", None) or {}
+    if guard.get("monitor") == "val_accuracy":
+        figure = guard.get("probe") if guard.get("kept") == "probe" else guard.get("trained")
+        if figure is not None:
+            return float(figure)
+    return float(result.metrics["val"]["accuracy"])
+
+
+def _capped(options: DataOptions) -> bool:
+    return options.per_class is not None or options.limit is not None
 
 
 def _linear_options(options: dict[str, Any]) -> Any:
