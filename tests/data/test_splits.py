@@ -84,3 +84,22 @@ def test_manifest_reads_back_as_the_same_split(split_folders: Path, tmp_path: Pa
     again = read_labelled(manifest)
     assert _assignment(again) == {str(s.path.resolve()): s.split for s in images.samples}
     assert [s.label for s in again.samples] == [s.label for s in images.samples]
+
+
+def test_a_capped_run_carves_validation_from_the_images_its_cap_left_out(tmp_path: Path) -> None:
+    from graft.data.prepare import DataOptions, prepare
+    from synthetic import write_class_folders
+
+    write_class_folders(tmp_path / "train", 30)
+    write_class_folders(tmp_path / "test", 2, start=100)
+    plain = prepare(tmp_path, DataOptions(per_class=5))
+    carved = prepare(tmp_path, DataOptions(per_class=5, carve_val=0.1))
+    # the same five training images per class as without the carve ...
+    assert sorted(s.path for s in carved.images.split("train")) == sorted(
+        s.path for s in plain.images.split("train")
+    )
+    # ... and a tenth of train (6 of 60) for validation, none of them a training image
+    val = carved.images.split("val")
+    assert len(val) == 6 and {s.label for s in val} == {"red", "blue"}
+    assert not {s.path for s in val} & {s.path for s in carved.images.split("train")}
+    assert carved.carved_val == 0.1

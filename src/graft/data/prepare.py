@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from graft.data.dataset import LabelledImages, from_items, read_labelled
-from graft.data.splits import assign_splits, subset_train
+from graft.data.splits import assign_splits, subset_then_carve, subset_train
 from graft.data.validate import DataReport, validate
 from graft.errors import ConfigError
 
@@ -100,8 +100,13 @@ def prepare(
         and images.has_splits
         and not images.split("val")
     )
+    capped = options.per_class is not None or options.limit is not None
     images = assign_splits(
-        images, val=options.val, test=options.test, seed=options.seed, carve=options.carve_val
+        images,
+        val=options.val,
+        test=options.test,
+        seed=options.seed,
+        carve=0.0 if capped else options.carve_val,
     )
     fixed: dict[str, Any] = {}
     if options.fixes is not None:  # after the split: every image keeps the split it had
@@ -109,9 +114,18 @@ def prepare(
 
         images, fixed = apply_fixes(images, read_fixes(options.fixes))
         fixed = {"file": str(options.fixes), **fixed}
-    images = subset_train(
-        images, per_class=options.per_class, limit=options.limit, seed=options.seed
-    )
+    if carving and capped:  # the capped training images stay those of an uncarved run
+        images = subset_then_carve(
+            images,
+            per_class=options.per_class,
+            limit=options.limit,
+            carve=options.carve_val,
+            seed=options.seed,
+        )
+    else:
+        images = subset_train(
+            images, per_class=options.per_class, limit=options.limit, seed=options.seed
+        )
     report = validate(images, dedupe=options.dedupe != "none")
     if carving:
         report.carved_val = options.carve_val

@@ -132,6 +132,40 @@ def subset_train(
     return images.with_samples(kept + rest)
 
 
+def subset_then_carve(
+    images: LabelledImages,
+    *,
+    per_class: int | None,
+    limit: int | None,
+    carve: float,
+    seed: int = 0,
+) -> LabelledImages:
+    """:func:`subset_train`, then a validation split of ``carve`` x the training split's size
+    taken from the training images the subset left out (stratified).
+
+    The training subset is then the one :func:`subset_train` alone keeps (the linear strategy's,
+    for instance), so capped runs with and without a carved validation split train on the same
+    images. With no images left out, the validation split is carved first, as without a cap.
+    """
+    train = [s for s in images.samples if s.split == "train"]
+    rest = [s for s in images.samples if s.split != "train"]
+    subset = subset_train(images, per_class=per_class, limit=limit, seed=seed)
+    kept = {s.path for s in subset.samples if s.split == "train"}
+    leftover = [s for s in train if s.path not in kept]
+    wanted = round(len(train) * carve)
+    if not leftover or not wanted:
+        carved = images.with_samples(_stratified(train, val=carve, test=0.0, seed=seed) + rest)
+        return subset_train(carved, per_class=per_class, limit=limit, seed=seed)
+    fraction = min(0.999, wanted / len(leftover))
+    val = [s for s in _stratified(leftover, val=fraction, test=0.0, seed=seed) if s.split == "val"]
+    return subset.with_samples(
+        sorted(
+            subset.samples + val,
+            key=lambda s: (SPLITS.index(s.split or "train"), s.label, str(s.path)),
+        )
+    )
+
+
 def write_manifest(path: Path, samples: Sequence[Sample], hashes: Sequence[str | None]) -> None:
     """Write ``split.csv``: path, label, split, content hash (atomically)."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
