@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,23 @@ class DataOptions:
         if self.fixes is not None:
             object.__setattr__(self, "fixes", Path(self.fixes))
 
+    @property
+    def capped(self) -> bool:
+        """Whether the training images are capped (``per_class`` or ``limit``)."""
+        return self.per_class is not None or self.limit is not None
+
+    def carving(self, fraction: float) -> DataOptions:
+        """These options, carving ``fraction`` of train for validation when the data has no
+        validation split, unless ``val`` or a carve is already given.
+
+        Example:
+            >>> DataOptions().carving(0.1).carve_val, DataOptions(val=0.0).carving(0.1).carve_val
+            (0.1, 0.0)
+        """
+        if self.val is not None or self.carve_val:
+            return self
+        return replace(self, carve_val=fraction)
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         data = asdict(self)
@@ -100,7 +117,7 @@ def prepare(
         and images.has_splits
         and not images.split("val")
     )
-    capped = options.per_class is not None or options.limit is not None
+    capped = options.capped
     images = assign_splits(
         images,
         val=options.val,

@@ -178,16 +178,11 @@ def compare(
     if not manifest.is_file():
         if data is None:
             raise ConfigError(f"{out} holds no comparison to resume; pass DATA")
-        from dataclasses import replace
-
         from graft.training.neural import CARVED_VAL
 
-        chosen = data_options or DataOptions()
-        if chosen.val is None and not chosen.carve_val:
-            # every strategy trains on the same images: the validation split the neural ones
-            # would carve from train is carved once, here
-            chosen = replace(chosen, carve_val=CARVED_VAL)
-        report = prepare(data, chosen)
+        # every strategy trains on the same images: the validation split the neural ones would
+        # carve from train is carved once, here
+        report = prepare(data, (data_options or DataOptions()).carving(CARVED_VAL))
         if on_report is not None:
             on_report(report)
         write_manifest(manifest, report.images.samples, report.hashes)

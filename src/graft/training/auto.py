@@ -195,9 +195,7 @@ def train_auto(
             "--strategy auto compares its rungs without test-time augmentation; add it to the "
             "chosen run afterwards (graft evaluate/predict/serve/export --tta)"
         )
-    data_options = data_options or DataOptions()
-    if data_options.val is None and not data_options.carve_val:
-        data_options = replace(data_options, carve_val=CARVED_VAL)
+    data_options = (data_options or DataOptions()).carving(CARVED_VAL)
     report = prepare(data, data_options, name=name)
     if not report.images.split("val"):
         raise ConfigError(
@@ -307,7 +305,7 @@ def train_auto(
     }
     carved = {"val_carved_from_train": report.carved_val} if report.carved_val else {}
     chosen_dir = best.run_dir
-    if best.strategy == "linear" and report.carved_val and not _capped(data_options):
+    if best.strategy == "linear" and report.carved_val and not data_options.capped:
         # chosen on held-out images, the probe then learns from them too (as the LP-FT rungs'
         # kept probes do, and as the linear strategy fits on all of train)
         say(best.name, "refitting on train and the carved validation split")
@@ -362,10 +360,6 @@ def _held_out_accuracy(result: Any) -> float:
         if figure is not None:
             return float(figure)
     return float(result.metrics["val"]["accuracy"])
-
-
-def _capped(options: DataOptions) -> bool:
-    return options.per_class is not None or options.limit is not None
 
 
 def _linear_options(options: dict[str, Any]) -> Any:

@@ -42,6 +42,7 @@ from graft.device import native_bf16
 from graft.errors import ConfigError, DataError
 from graft.faults import fault_point
 from graft.fileio import atomic_path, write_json_atomic
+from graft.heads import ClassicHead, fit_head
 from graft.runs import (
     MANIFEST,
     METRICS,
@@ -341,8 +342,7 @@ def train_neural(
         options = options or NeuralOptions()
         data_options = data_options or DataOptions()
         options.validate()
-        if data_options.val is None and not data_options.carve_val:
-            data_options = replace(data_options, carve_val=CARVED_VAL)
+        data_options = data_options.carving(CARVED_VAL)
         if data is None:
             raise ConfigError("no data given; pass DATA, or --resume RUN_DIR")
         report = prepare(data, data_options, name=name)
@@ -435,8 +435,7 @@ class _Trainer:
             self.preprocessing = self.preprocessing.with_input_size(options.image_size)
         self.stages = backbone_stages(self.model.backbone.net)
         needed = 2 * len(self.classes)
-        uses_probe = options.head_init == "probe" or options.safeguard
-        if options.strategy != "scratch" and uses_probe and (options.hidden or needed) < needed:
+        if self.uses_probe and (options.hidden or needed) < needed:
             raise ConfigError(  # before the run directory exists
                 f"--hidden {options.hidden} is too narrow to hold the linear probe (LP-FT's start "
                 f"and the safeguard need 2 x {len(self.classes)} classes = {needed} units); pass "
@@ -477,6 +476,13 @@ class _Trainer:
         self.model.to(self.device)
 
     # -- set-up ------------------------------------------------------------------------------
+
+    @property
+    def uses_probe(self) -> bool:
+        """Whether the run fits the linear probe: to start from it (LP-FT) or to guard against
+        it (training from scratch has no pretrained features to probe)."""
+        options = self.options
+        return options.strategy != "scratch" and (options.head_init == "probe" or options.safeguard)
 
     def _groups(self) -> list[dict[str, Any]]:
         groups = stage_parameter_groups(
@@ -619,8 +625,7 @@ class _Trainer:
     def fit(self) -> list[dict[str, Any]]:
         """Run (or continue) the phases; return the history."""
         self._restore()
-        uses_probe = self.options.head_init == "probe" or self.options.safeguard
-        if self.epoch == 0 and self.options.strategy != "scratch" and uses_probe:
+        if self.epoch == 0 and self.uses_probe:
             self._start_from_probe()
         if self.options.ema:
             self.average = WeightAverage(self.model, self.options.ema)  # on the model's device
@@ -650,18 +655,7 @@ class _Trainer:
         unless ``--head-init random``) and make it the checkpoint to beat on validation."""
         import copy
 
-        from graft.evaluation.metrics import classification_metrics
-        from graft.heads import fit_head
-
-        train = _present(self._cached_features(self.samples["train"]))
-        fitted = fit_head(
-            "logreg",
-            train.numpy(),
-            [self.classes[t] for t in self.targets["train"]],
-            classes=self.classes,
-            class_weight=self.options.class_weight,
-            seed=self.seed,
-        )
+        fitted = self._fit_probe(self.samples["train"])
         probe_head = copy.deepcopy(self.model.head).cpu()
         start_from_probe(probe_head, *probe_layer(fitted))
         probe_head.to(self.device)
@@ -673,11 +667,7 @@ class _Trainer:
             return
         batches = self._val_batches(val)
         assert batches is not None
-        proba, targets, loss = evaluate_batches(probe_head, batches(), self.settings)
-        metrics = classification_metrics([self.classes[t] for t in targets], proba, self.classes)
-        self.probe.update(
-            val_loss=loss, val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"]
-        )
+        self.probe.update(self._scores(probe_head, batches()))
         self.best = {"value": monitored(self.probe, self.settings.monitor), "epoch": 0}
         state = self.model.state_dict()
         state.update({f"head.{k}": v for k, v in probe_head.state_dict().items()})
@@ -687,24 +677,38 @@ class _Trainer:
         """The kept probe, fitted again on train and the validation split carved from train:
         choosing it needed held-out images, the model it stands for (the linear strategy's)
         learns from all of them."""
-        from graft.heads import fit_head
-
         # in the order the linear strategy reads all of train: the same folds, the same probe
-        samples = sorted(
-            self.samples["train"] + self.samples["val"], key=lambda s: (s.label, str(s.path))
+        fitted = self._fit_probe(
+            sorted(
+                self.samples["train"] + self.samples["val"], key=lambda s: (s.label, str(s.path))
+            )
         )
-        features = _present(self._cached_features(samples))
-        fitted = fit_head(
+        start_from_probe(self.model.head, *probe_layer(fitted))
+        if self.probe is not None:
+            self.probe["refit_C"] = fitted.params["C"]
+
+    def _fit_probe(self, samples: list[Sample]) -> ClassicHead:
+        """The linear strategy's logistic regression on these images' cached features."""
+        return fit_head(
             "logreg",
-            features.numpy(),
+            _present(self._cached_features(samples)).numpy(),
             [sample.label for sample in samples],
             classes=self.classes,
             class_weight=self.options.class_weight,
             seed=self.seed,
         )
-        start_from_probe(self.model.head, *probe_layer(fitted))
-        if self.probe is not None:
-            self.probe["refit_C"] = fitted.params["C"]
+
+    def _scores(self, module: nn.Module, batches: Any) -> dict[str, float]:
+        """``val_loss``, ``val_accuracy`` and ``val_macro_f1`` of ``module`` on the batches."""
+        from graft.evaluation.metrics import classification_metrics
+
+        proba, targets, loss = evaluate_batches(module, batches, self.settings)
+        metrics = classification_metrics([self.classes[t] for t in targets], proba, self.classes)
+        return {
+            "val_loss": loss,
+            "val_accuracy": metrics["accuracy"],
+            "val_macro_f1": metrics["macro_f1"],
+        }
 
     def _total(self) -> int:
         return sum(phase.epochs for phase in self.phases)
@@ -788,28 +792,10 @@ class _Trainer:
             "images_per_s": train["images"] / seconds,
         }
         if data.val is not None:
-            from graft.evaluation.metrics import classification_metrics
-
-            proba, targets, loss = evaluate_batches(data.trainable, data.val(), self.settings)
-            metrics = classification_metrics(
-                [self.classes[t] for t in targets], proba, self.classes
-            )
-            record.update(
-                val_loss=loss, val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"]
-            )
+            record.update(self._scores(data.trainable, data.val()))
             if self.average is not None:
                 with self.average.swapped_in(self.model):
-                    proba, targets, loss = evaluate_batches(
-                        data.trainable, data.val(), self.settings
-                    )
-                metrics = classification_metrics(
-                    [self.classes[t] for t in targets], proba, self.classes
-                )
-                record["ema"] = {
-                    "val_loss": loss,
-                    "val_accuracy": metrics["accuracy"],
-                    "val_macro_f1": metrics["macro_f1"],
-                }
+                    record["ema"] = self._scores(data.trainable, data.val())
         record["eval_seconds"] = time.perf_counter() - clock - seconds
         self.history.append(record)
         self.epoch = epoch + 1
@@ -1066,8 +1052,11 @@ class _Trainer:
             )
         # a kept probe learns from the carved validation images too, unless the training
         # images were capped (--per-class, --limit): then it keeps the images it was given
-        capped = self.data_options.per_class is not None or self.data_options.limit is not None
-        refit = self.best.get("epoch") == 0 and bool(self.report.carved_val) and not capped
+        refit = (
+            self.best.get("epoch") == 0
+            and bool(self.report.carved_val)
+            and not self.data_options.capped
+        )
         if refit:
             self._refit_probe()
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
