@@ -56,16 +56,27 @@ def averaged(
         mode: ``none``, ``flip`` (the image and its mirror) or ``dihedral`` (the eight flips
             and quarter turns).
     """
-    views = {"none": [(0, False)], "flip": [(0, False), (0, True)]}.get(
-        mode, [(turns, mirror) for turns in range(4) for mirror in (False, True)]
-    )
-    total = None
-    for turns, mirror in views:
+    total, chosen = None, views(mode)
+    for turns, mirror in chosen:
         view = [_view(x, turns, mirror) for x in inputs] if (turns or mirror) else inputs
         proba = probabilities(view)
         total = proba if total is None else total + proba
     assert total is not None
-    return total / len(views)
+    return total / len(chosen)
+
+
+def views(mode: str) -> list[tuple[int, bool]]:
+    """The mode's views as (quarter turns, mirrored), the image itself first.
+
+    Example:
+        >>> views("flip")
+        [(0, False), (0, True)]
+    """
+    if mode == "none":
+        return [(0, False)]
+    if mode == "flip":
+        return [(0, False), (0, True)]
+    return [(turns, mirror) for turns in range(4) for mirror in (False, True)]
 
 
 def _view(pixels: np.ndarray, turns: int, mirror: bool) -> np.ndarray:
@@ -79,11 +90,7 @@ def view_average(module: Any, mode: str) -> Any:
     import torch
     from torch import nn
 
-    views = (
-        [(0, True)]
-        if mode == "flip"
-        else [(turns, mirror) for turns in range(4) for mirror in (False, True)][1:]
-    )
+    others = views(mode)[1:]  # the image itself is the first
 
     class ViewAverage(nn.Module):
         def __init__(self) -> None:
@@ -92,10 +99,10 @@ def view_average(module: Any, mode: str) -> Any:
 
         def forward(self, pixels: torch.Tensor) -> torch.Tensor:
             total = self.inner(pixels)
-            for turns, mirror in views:
+            for turns, mirror in others:
                 view = _quarter_turns(pixels, turns)
                 total = total + self.inner(torch.flip(view, dims=[3]) if mirror else view)
-            return total / (len(views) + 1)
+            return total / (len(others) + 1)
 
     return ViewAverage().eval()
 
