@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -189,7 +190,8 @@ def train_auto(
     from graft.training.neural import CARVED_VAL, NeuralOptions, train_neural
 
     started = time.monotonic()
-    deadline = started + parse_budget(budget)
+    budget_s = parse_budget(budget)
+    deadline = started + budget_s
     if (options or {}).get("tta", "none") != "none":
         raise ConfigError(
             "--strategy auto compares its rungs without test-time augmentation; add it to the "
@@ -287,7 +289,7 @@ def train_auto(
     auto = {
         "chosen": best.name,
         "reason": reason,
-        "budget_s": parse_budget(budget),
+        "budget_s": budget_s,
         "elapsed_s": round(time.monotonic() - started, 1),
         "rungs": [
             {
@@ -324,8 +326,6 @@ def train_auto(
         )
         auto["refit"] = "the probe, on train and the carved validation split"
     _adopt(chosen_dir, run_dir, auto, carved)
-    import json
-
     metrics = json.loads((run_dir / METRICS).read_text())
     return AutoResult(
         run_dir,
