@@ -10,7 +10,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -204,9 +204,14 @@ def test_concurrent_load_reaches_503_then_recovers(
     """A real server on loopback, a model held busy: the queue fills, the rest get 503 before
     any work is spent decoding their images."""
     app = create_app(run, ServeOptions(backend="torch", max_queue=2, timeout_s=20))
-    gate = threading.Event()
+    gate, busy = threading.Event(), threading.Event()
     real = app.state.batcher.run
-    app.state.batcher.run = lambda images: gate.wait(20) and real(images)
+
+    def held(images: Any) -> Any:
+        busy.set()
+        return gate.wait(20) and real(images)
+
+    app.state.batcher.run = held
     decoded: list[str] = []
     real_work = DecodeLanes._work
 
@@ -222,10 +227,24 @@ def test_concurrent_load_reaches_503_then_recovers(
             files = {"file": ("red.png", _png(), "image/png")}
             statuses.append(httpx.post(url + "/predict", files=files, timeout=30).status_code)
 
+        def until(reading: Callable[[], object], value: object = True) -> None:
+            for _ in range(400):
+                if reading() == value:
+                    return
+                time.sleep(0.05)
+            raise AssertionError("the server never reached the expected state")
+
+        # One in the model, two queued, then the queue is full: each sender starts only when
+        # the one before it has reached its place, so no two requests share a batch.
         senders = [threading.Thread(target=send) for _ in range(6)]
-        for sender in senders:
+        senders[0].start()
+        until(busy.is_set)
+        for queued, sender in enumerate(senders[1:3], start=1):
             sender.start()
-            time.sleep(0.2)  # one in the model, two queued, then the queue is full
+            until(lambda: app.state.batcher.waiting, queued)
+        for refused, sender in enumerate(senders[3:], start=1):
+            sender.start()
+            until(lambda: len(statuses), refused)
         assert httpx.get(url + "/health", timeout=5).status_code == 200  # still answering
         gate.set()
         for sender in senders:
