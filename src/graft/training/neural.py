@@ -1170,12 +1170,19 @@ def _from_run(source: Path, options: NeuralOptions, num_classes: int) -> Transfe
 
 
 def _record_of(config: dict[str, Any]) -> BackboneRecord:
-    """The backbone record a neural run was trained from (its preprocessing as recorded)."""
+    """The backbone record a neural run was trained from (its preprocessing as recorded).
+
+    The run's ``model.safetensors`` holds every weight, so a run whose backbone record is not
+    on this machine (user weights stored elsewhere) still loads from its timm architecture.
+    """
     from graft.zoo.records import Preprocessing
-    from graft.zoo.registry import get_backbone
+    from graft.zoo.registry import architecture_record, get_backbone
 
     entry = config["backbone"]
-    record = get_backbone(entry["name"])
+    try:
+        record = get_backbone(entry["name"])
+    except ConfigError:
+        record = replace(architecture_record(entry["architecture"]), name=entry["name"])
     return replace(record, preprocessing=Preprocessing.from_dict(entry["preprocessing"]))
 
 
