@@ -36,6 +36,7 @@ demo: install
 lint: dev
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/lint-imports --no-cache
 
 typecheck: dev
 	$(BIN)/mypy

@@ -15,8 +15,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import graft
-from graft.auditing.fixes import read_fixes
 from graft.cli import app
+from graft.data.fixes import read_fixes
 from graft.data.prepare import DataOptions
 from graft.errors import ConfigError
 from graft.training import LinearOptions, train_linear
@@ -315,8 +315,8 @@ def test_the_audits_own_fixes_file_applies_to_relative_unsplit_data(
 
 
 def test_fixes_for_other_data_or_an_unknown_class_are_refused(data: Path, tmp_path: Path) -> None:
-    from graft.auditing.fixes import apply_fixes
     from graft.data.dataset import read_labelled
+    from graft.data.fixes import apply_fixes
 
     images = read_labelled(data)
     elsewhere = tmp_path / "elsewhere.csv"

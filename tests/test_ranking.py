@@ -135,7 +135,7 @@ def test_rank_cli_json(split_folders: Path) -> None:
 
 
 def test_compare_top_n_takes_the_saved_ranking(tmp_path: Path) -> None:
-    from graft.evaluation.compare import _resolve_backbones
+    from graft.ladder.compare import _resolve_backbones
 
     saved = {
         "candidates": [

@@ -21,7 +21,7 @@ __getattr__, __dir__, _ = lazy_loader.attach(
         "classification": ["Classification", "LabelScore", "classify"],
         "evaluation": ["evaluate"],
         "predictor": ["Prediction", "Predictor", "load"],
-        "training": ["train"],
+        "api": ["train"],
         "errors": ["ConfigError", "DataError", "GraftError", "NetworkError", "WeightsError"],
         "zoo": [
             "DEFAULT_BACKBONE",
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from graft.errors import ConfigError, DataError, GraftError, NetworkError, WeightsError
     from graft.evaluation import evaluate
     from graft.predictor import Prediction, Predictor, load
-    from graft.training import train
+    from graft.api import train
     from graft.zoo import (
         DEFAULT_BACKBONE,
         BackboneRecord,

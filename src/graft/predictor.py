@@ -288,7 +288,7 @@ class NeuralPredictor(Predictor):
     """A trained network (head, finetune and scratch strategies), run by the inference engine."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], engine: str = "auto") -> None:
-        from graft.training.neural import load_neural_model
+        from graft.models.loading import load_neural_model
         from graft.zoo.records import Preprocessing
 
         super().__init__(run_dir, config, engine)

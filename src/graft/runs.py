@@ -49,6 +49,10 @@ METRICS = "metrics.json"
 HEAD = "head.safetensors"
 MANIFEST = "split.csv"
 SKIPPED = "skipped.csv"
+MODEL = "model.safetensors"
+HISTORY = "history.json"
+CHECKPOINT_LAST = "checkpoint_last.pt"
+CHECKPOINT_BEST = "checkpoint_best.pt"
 RUN_FORMAT = 1
 
 

@@ -16,7 +16,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from graft.evaluation.metrics import (
+from graft.metrics import (
     bootstrap_intervals,
     classification_metrics,
     expected_calibration_error,

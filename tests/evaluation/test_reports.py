@@ -14,7 +14,7 @@ import torch
 import graft
 from graft.data.prepare import DataOptions
 from graft.errors import ConfigError
-from graft.evaluation.compare import compare, parse_imagenet_map
+from graft.ladder.compare import compare, parse_imagenet_map
 from graft.evaluation.interpret import gradcam, gradcam_model
 from graft.training import LinearOptions, NeuralOptions, train_linear, train_neural
 from synthetic import write_class_folders
@@ -55,7 +55,7 @@ def finetune_run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def comparison(
     data: Path, tmp_path_factory: pytest.TempPathFactory
-) -> graft.evaluation.compare.Comparison:
+) -> graft.ladder.compare.Comparison:
     out = tmp_path_factory.mktemp("compare") / "cmp"
     return compare(
         data,
@@ -129,7 +129,7 @@ def test_gradcam_maps_are_normalised_and_class_specific(finetune_run: Path) -> N
     assert not np.allclose(cams, other)
 
 
-def test_comparison_rows_tests_and_files(comparison: graft.evaluation.compare.Comparison) -> None:
+def test_comparison_rows_tests_and_files(comparison: graft.ladder.compare.Comparison) -> None:
     document = json.loads((comparison.out / "compare.json").read_text())
     names = [(row["backbone"], row["strategy"]) for row in document["rows"]]
     assert names == [
@@ -148,7 +148,7 @@ def test_comparison_rows_tests_and_files(comparison: graft.evaluation.compare.Co
 
 
 def test_comparison_resumes_without_redoing_finished_runs(
-    comparison: graft.evaluation.compare.Comparison,
+    comparison: graft.ladder.compare.Comparison,
 ) -> None:
     states: list[tuple[str, str]] = []
     compare(
@@ -184,7 +184,7 @@ def test_comparison_needs_an_evaluation_split(tmp_path: Path) -> None:
     CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)"
 )
 def test_reports_render_in_a_real_browser(
-    linear_run: Path, comparison: graft.evaluation.compare.Comparison, tmp_path: Path
+    linear_run: Path, comparison: graft.ladder.compare.Comparison, tmp_path: Path
 ) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     report = Path(graft.evaluate(linear_run, report=True)["report"])

@@ -11,7 +11,7 @@ import pytest
 
 import graft
 from graft.errors import ConfigError
-from graft.training.auto import Deadline, parse_budget
+from graft.ladder.auto import Deadline, parse_budget
 from graft.training.callbacks import StopTraining
 from synthetic import write_class_folders
 

@@ -98,7 +98,7 @@ def finetuned(
     data = root / "data"
     write_class_folders(data / "train", 12)
     write_class_folders(data / "validation", 4, start=100)
-    from graft.training.model import build_transfer_model
+    from graft.models.transfer import build_transfer_model
 
     before = _bn_means(build_transfer_model("efficientnet_lite0.in1k", num_classes=2).backbone)
     recorder = Recorder()
@@ -205,7 +205,7 @@ def test_neural_run_directory_and_predictor(finetuned: tuple[Path, Recorder, Any
 
 
 def test_bn_train_updates_frozen_statistics(split_folders: Path, tmp_path: Path) -> None:
-    from graft.training.model import build_transfer_model
+    from graft.models.transfer import build_transfer_model
 
     before = _bn_means(build_transfer_model("efficientnet_lite0.in1k", num_classes=2).backbone)
     options = _options(strategy="head", epochs=1, bn="train", augment="none")
@@ -232,7 +232,7 @@ def test_cached_feature_path_gives_the_same_head_as_the_slow_path(
 
 
 def test_boundary_cache_and_frozen_lower_paths(split_folders: Path, tmp_path: Path) -> None:
-    from graft.training.model import build_transfer_model
+    from graft.models.transfer import build_transfer_model
 
     before = _bn_means(build_transfer_model("efficientnet_lite0.in1k", num_classes=2).backbone)
     cached = train_neural(

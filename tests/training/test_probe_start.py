@@ -16,8 +16,8 @@ from PIL import Image
 import graft
 from graft.errors import ConfigError
 from graft.heads import fit_head
+from graft.models.transfer import HeadConfig, NeuralHead
 from graft.training import Callback, NeuralOptions, train_neural
-from graft.training.model import HeadConfig, NeuralHead
 from graft.training.probe import probe_layer, start_from_probe
 from synthetic import write_class_folders
 

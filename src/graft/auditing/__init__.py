@@ -7,6 +7,6 @@ Example:
 """
 
 from graft.auditing.api import AuditResult, audit
-from graft.auditing.fixes import Fix, apply_fixes, read_fixes
+from graft.data.fixes import Fix, apply_fixes, read_fixes
 
 __all__ = ["AuditResult", "Fix", "apply_fixes", "audit", "read_fixes"]

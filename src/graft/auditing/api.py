@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from graft.auditing import copies, findings
-from graft.auditing.fixes import Suggestion, read_fixes, write_fixes
 from graft.auditing.thumbnails import thumbnails
 from graft.data.dataset import LabelledImages, Sample
+from graft.data.fixes import Suggestion, read_fixes, write_fixes
 from graft.data.prepare import DataOptions, prepare
 from graft.errors import ConfigError, DataError
 from graft.features.extract import ENGINE_BATCH, FeatureSpec, ProgressCallback, extract_features

@@ -19,7 +19,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from graft.evaluation.report import Section, image_tag, paragraph, table, write_html
+from graft.html import Section, image_tag, paragraph, table, write_html
 
 if TYPE_CHECKING:
     from graft.auditing.api import AuditResult

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from graft.classification import iter_classify
-from graft.demo import print_classification
+from graft.cli.demo import print_classification
 from graft.zoo.registry import DEFAULT_BACKBONE
 
 

@@ -41,8 +41,8 @@ def compare(
 ) -> None:
     """Train every strategy on every backbone on identical splits; write compare.html/json."""
     from graft.data.prepare import DataOptions
-    from graft.evaluation.compare import compare as run_compare
-    from graft.evaluation.compare import parse_imagenet_map
+    from graft.ladder.compare import compare as run_compare
+    from graft.ladder.compare import parse_imagenet_map
 
     console = Console()
     options: dict[str, Any] = {

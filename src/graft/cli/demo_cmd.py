@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from graft.demo import run_demo
+from graft.cli.demo import run_demo
 
 
 def demo() -> None:

@@ -144,8 +144,8 @@ def train(
     import sys
 
     from graft.training import RunResult
-    from graft.training import train as run_training
-    from graft.training.auto import AutoResult
+    from graft.api import train as run_training
+    from graft.ladder.auto import AutoResult
 
     if nproc is not None and "WORLD_SIZE" not in os.environ:
         from graft.errors import ConfigError

@@ -127,7 +127,7 @@ def prepare(
     )
     fixed: dict[str, Any] = {}
     if options.fixes is not None:  # after the split: every image keeps the split it had
-        from graft.auditing.fixes import apply_fixes, read_fixes
+        from graft.data.fixes import apply_fixes, read_fixes
 
         images, fixed = apply_fixes(images, read_fixes(options.fixes))
         fixed = {"file": str(options.fixes), **fixed}

@@ -7,6 +7,6 @@ Example:
 """
 
 from graft.evaluation.evaluate import evaluate
-from graft.evaluation.metrics import classification_metrics
+from graft.metrics import classification_metrics
 
 __all__ = ["classification_metrics", "evaluate"]

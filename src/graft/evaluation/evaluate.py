@@ -16,7 +16,7 @@ import numpy as np
 
 from graft.errors import ConfigError, DataError
 from graft.evaluation.interpret import confused_pairs, top_losses
-from graft.evaluation.metrics import classification_metrics
+from graft.metrics import classification_metrics
 from graft.runs import MANIFEST, predictions_file, read_config, read_predictions
 
 REPORT = "report.html"

@@ -18,7 +18,6 @@ import numpy as np
 from graft.errors import DataError
 from graft.evaluation.evaluate import GALLERY_SIZE, REPORT, Evaluation
 from graft.evaluation.interpret import confused_pairs, gradcam, gradcam_model, overlay, top_losses
-from graft.evaluation.metrics import curves, reliability
 from graft.evaluation.plots import (
     confusion_png,
     gallery_png,
@@ -26,7 +25,8 @@ from graft.evaluation.plots import (
     reliability_png,
     roc_pr_png,
 )
-from graft.evaluation.report import (
+from graft.fileio import atomic_path
+from graft.html import (
     Section,
     image_tag,
     json_block,
@@ -35,7 +35,7 @@ from graft.evaluation.report import (
     table,
     write_html,
 )
-from graft.fileio import atomic_path
+from graft.metrics import curves, reliability
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -1,4 +1,5 @@
-"""``graft.train``: one call for every strategy, with keyword options.
+"""One call for each trained strategy (``linear``, ``head``, ``finetune``, ``scratch``), with
+keyword options; :func:`graft.train` (:mod:`graft.api`) adds ``auto``.
 
 Example:
     >>> from graft.datasets import elpv
@@ -23,15 +24,42 @@ from graft.data.prepare import DataOptions
 from graft.data.validate import DataReport
 from graft.errors import ConfigError
 from graft.features.extract import ProgressCallback
-from graft.training.auto import AutoResult
 from graft.training.linear import LinearOptions, RunResult, train_linear
 from graft.training.loop import Callback
 from graft.training.neural import NEURAL_STRATEGIES, NeuralOptions, NeuralResult, train_neural
 
 STRATEGIES = ("linear", *NEURAL_STRATEGIES)
-#: Every strategy ``graft.train`` takes: the trained ones and ``auto`` (the ladder within a
-#: time budget, :mod:`graft.training.auto`).
-ALL_STRATEGIES = (*STRATEGIES, "auto")
+
+
+def split_options(
+    strategy: str, options: dict[str, Any], kinds: Sequence[type[Any]], extra: Sequence[str] = ()
+) -> tuple[DataOptions, dict[str, Any]]:
+    """Split keyword options into the data options and the strategy's own.
+
+    Args:
+        strategy: The strategy, for messages.
+        options: The keyword options given.
+        kinds: The options dataclasses whose fields the strategy takes.
+        extra: Further option names the strategy takes.
+
+    Raises:
+        ConfigError: An option no kind takes, with the closest name.
+
+    Example:
+        >>> data, chosen = split_options("linear", {"seed": 1, "head": "svm"}, [LinearOptions])
+        >>> data.seed, chosen
+        (1, {'head': 'svm'})
+    """
+    data_fields = {f.name for f in fields(DataOptions)}
+    strategy_fields = {f.name for kind in kinds for f in fields(kind)} - {"strategy"}
+    strategy_fields |= set(extra)
+    unknown = sorted(set(options) - data_fields - strategy_fields)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(data_fields | strategy_fields), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown option {unknown[0]!r} for strategy {strategy!r}{hint}")
+    data_options = DataOptions(**{k: v for k, v in options.items() if k in data_fields})
+    return data_options, {k: v for k, v in options.items() if k in strategy_fields}
 
 
 def train(
@@ -45,16 +73,13 @@ def train(
     on_report: Callable[[DataReport], None] | None = None,
     progress: ProgressCallback | None = None,
     callbacks: Sequence[Callback] = (),
-    on_rung: Callable[[str, str], None] | None = None,
     **options: Any,
-) -> RunResult | NeuralResult | AutoResult:
-    """Train a classifier with any strategy and write its run directory.
+) -> RunResult | NeuralResult:
+    """Train a classifier with one strategy and write its run directory.
 
     Args:
         data: A folder, a CSV/TSV file, a :class:`LabelledImages` or ``(path, label)`` pairs.
-        strategy: ``linear`` (default), ``head``, ``finetune``, ``scratch``, or ``auto``
-            (the best on validation of the probe and LP-FT rungs within ``budget``, e.g.
-            ``budget="10m"``; :mod:`graft.training.auto`).
+        strategy: ``linear`` (default), ``head``, ``finetune`` or ``scratch``.
         out: The run directory (default ``runs/<data>-<strategy>-<time>``).
         resume: Continue an interrupted neural run (``data`` and options come from it).
         overwrite: Replace ``out`` if it exists.
@@ -62,7 +87,6 @@ def train(
         on_report: Called with the data validation report before any heavy work.
         progress: Feature extraction progress, ``(done, total)`` (linear).
         callbacks: Training loop callbacks (neural strategies).
-        on_rung: ``auto``: called with (rung, message) as the ladder goes.
         **options: Data options (:class:`DataOptions`: ``root``, ``val``, ``test``, ``seed``,
             ``per_class``, ``limit``, ``dedupe``) and strategy options
             (:class:`LinearOptions` or :class:`NeuralOptions` fields).
@@ -71,45 +95,11 @@ def train(
         ConfigError: Unknown strategy or option (with the closest names).
         DataError: Unusable data.
     """
-    if strategy not in ALL_STRATEGIES:
-        raise ConfigError(f"strategy {strategy!r} is not one of: {', '.join(ALL_STRATEGIES)}")
-    kinds: dict[str, list[type[Any]]] = {
-        "linear": [LinearOptions],
-        "auto": [LinearOptions, NeuralOptions],
-    }
-    data_fields = {f.name for f in fields(DataOptions)}
-    strategy_fields = {
-        f.name for kind in kinds.get(strategy, [NeuralOptions]) for f in fields(kind)
-    } - {"strategy"}
-    if strategy == "auto":
-        strategy_fields.add("budget")
-    unknown = sorted(set(options) - data_fields - strategy_fields)
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(data_fields | strategy_fields), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown option {unknown[0]!r} for strategy {strategy!r}{hint}")
-    data_options = DataOptions(**{k: v for k, v in options.items() if k in data_fields})
-    chosen = {k: v for k, v in options.items() if k in strategy_fields}
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy {strategy!r} is not one of: {', '.join(STRATEGIES)}")
+    kind = LinearOptions if strategy == "linear" else NeuralOptions
+    data_options, chosen = split_options(strategy, options, [kind])
     target = Path(out) if out is not None else None
-    if strategy == "auto":
-        from graft.training.auto import DEFAULT_BUDGET, train_auto
-
-        if resume is not None:
-            raise ConfigError("--resume continues one neural run; start --strategy auto again")
-        if data is None:
-            raise ConfigError("no data given; pass DATA (a folder or a CSV/TSV)")
-        return train_auto(
-            data,
-            out=target,
-            budget=chosen.pop("budget", DEFAULT_BUDGET),
-            data_options=data_options,
-            options=chosen,
-            name=name,
-            overwrite=overwrite,
-            on_report=on_report,
-            on_rung=on_rung,
-            callbacks=callbacks,
-        )
     if strategy == "linear":
         if resume is not None:
             raise ConfigError(

@@ -34,7 +34,6 @@ from graft.data.prepare import DataOptions, prepare
 from graft.data.splits import write_manifest
 from graft.data.validate import DataReport
 from graft.errors import ConfigError, DataError
-from graft.evaluation.metrics import classification_metrics
 from graft.features.extract import (
     ENGINE_BATCH,
     FeatureSpec,
@@ -42,6 +41,7 @@ from graft.features.extract import (
     extract_features,
 )
 from graft.fileio import write_json_atomic
+from graft.metrics import classification_metrics
 from graft.runs import (
     HEAD,
     MANIFEST,

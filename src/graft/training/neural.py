@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,9 +43,15 @@ from graft.errors import ConfigError, DataError
 from graft.faults import fault_point
 from graft.fileio import atomic_path, write_json_atomic
 from graft.heads import ClassicHead, fit_head
+from graft.models.loading import record_of_run
+from graft.models.transfer import TransferModel, build_transfer_model
 from graft.runs import (
+    CHECKPOINT_BEST,
+    CHECKPOINT_LAST,
+    HISTORY,
     MANIFEST,
     METRICS,
+    MODEL,
     SKIPPED,
     check_replaceable,
     read_config,
@@ -67,7 +73,6 @@ from graft.training.loop import (
     monitored,
     train_epoch,
 )
-from graft.training.model import TransferModel, build_transfer_model
 from graft.training.pipelines import (
     ImageDataset,
     NormalizedLower,
@@ -90,7 +95,6 @@ from graft.training.stages import (
     stage_parameter_groups,
 )
 from graft.tta import TTA_MODES
-from graft.zoo.records import BackboneRecord
 from graft.zoo.registry import DEFAULT_BACKBONE
 
 NEURAL_STRATEGIES = ("head", "finetune", "scratch")
@@ -98,10 +102,6 @@ NEURAL_STRATEGIES = ("head", "finetune", "scratch")
 #: advice for fine-tuning; the unfrozen layers' scale and shift still train), ``unfrozen`` lets
 #: the unfrozen stages update theirs, ``train`` lets every layer update them (frozen ones too).
 BN_MODES = ("eval", "unfrozen", "train")
-CHECKPOINT_LAST = "checkpoint_last.pt"
-CHECKPOINT_BEST = "checkpoint_best.pt"
-MODEL = "model.safetensors"
-HISTORY = "history.json"
 #: The fraction of train that becomes the validation split when the given splits have none
 #: (Keras' ``validation_split``): without one nothing selects the epoch or guards the run.
 CARVED_VAL = 0.1
@@ -700,7 +700,7 @@ class _Trainer:
 
     def _scores(self, module: nn.Module, batches: Any) -> dict[str, float]:
         """``val_loss``, ``val_accuracy`` and ``val_macro_f1`` of ``module`` on the batches."""
-        from graft.evaluation.metrics import classification_metrics
+        from graft.metrics import classification_metrics
 
         proba, targets, loss = evaluate_batches(module, batches, self.settings)
         metrics = classification_metrics([self.classes[t] for t in targets], proba, self.classes)
@@ -1041,7 +1041,7 @@ class _Trainer:
         """
         from safetensors.torch import save_file
 
-        from graft.evaluation.metrics import classification_metrics
+        from graft.metrics import classification_metrics
         from graft.predictor import NeuralPredictor
         from graft.runs import predictions_file, write_predictions
 
@@ -1153,7 +1153,7 @@ def _from_run(source: Path, options: NeuralOptions, num_classes: int) -> Transfe
         raise ConfigError(
             f"{source}: the run is not complete; finish it (graft train --resume) first"
         )
-    record = _record_of(config)
+    record = record_of_run(config)
     model = build_transfer_model(
         record,
         num_classes=num_classes,
@@ -1169,49 +1169,3 @@ def _from_run(source: Path, options: NeuralOptions, num_classes: int) -> Transfe
     return model
 
 
-def _record_of(config: dict[str, Any]) -> BackboneRecord:
-    """The backbone record a neural run was trained from (its preprocessing as recorded).
-
-    The run's ``model.safetensors`` holds every weight, so a run whose backbone record is not
-    on this machine (user weights stored elsewhere) still loads from its timm architecture.
-    """
-    from graft.zoo.records import Preprocessing
-    from graft.zoo.registry import architecture_record, get_backbone
-
-    entry = config["backbone"]
-    try:
-        record = get_backbone(entry["name"])
-    except ConfigError:
-        record = replace(architecture_record(entry["architecture"]), name=entry["name"])
-    return replace(record, preprocessing=Preprocessing.from_dict(entry["preprocessing"]))
-
-
-def load_neural_model(run_dir: Path, config: dict[str, Any]) -> TransferModel:
-    """Rebuild a neural run's model from its ``model.safetensors``.
-
-    Raises:
-        DataError: The run has no model yet (still running) or the file does not fit.
-    """
-    from safetensors.torch import load_file
-
-    path = run_dir / MODEL
-    if not path.is_file():
-        raise DataError(
-            f"{run_dir}: has no {MODEL} yet (status {config.get('status')}); finish it with "
-            f"graft train --resume {run_dir}"
-        )
-    head = config["head"]
-    model = build_transfer_model(
-        _record_of(config),
-        num_classes=head["num_classes"],
-        hidden=head["hidden"],
-        dropout=head["dropout"],
-        pretrained=False,
-    )
-    try:
-        model.load_state_dict(load_file(str(path)), strict=True)
-    except (RuntimeError, OSError) as err:
-        raise DataError(
-            f"{path}: does not fit the run's model ({str(err).splitlines()[0]})"
-        ) from err
-    return model.eval()

@@ -76,7 +76,7 @@ def start_from_probe(head: nn.Module, weight: torch.Tensor, bias: torch.Tensor) 
     relu(-z) = z``; the other hidden units keep their random start, their outputs weighted 0.
 
     Args:
-        head: A :class:`graft.training.model.NeuralHead`.
+        head: A :class:`graft.models.transfer.NeuralHead`.
         weight: ``classes x features``, from :func:`probe_layer`.
         bias: ``classes``.
 

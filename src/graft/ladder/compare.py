@@ -27,8 +27,8 @@ from graft.data.prepare import DataOptions
 from graft.data.validate import DataReport
 from graft.errors import ConfigError, DataError
 from graft.evaluation.evaluate import evaluate_run
-from graft.evaluation.metrics import classification_metrics, roc_auc
 from graft.fileio import write_json_atomic
+from graft.metrics import classification_metrics, roc_auc
 
 COMPARE_JSON = "compare.json"
 COMPARE_HTML = "compare.html"
@@ -244,7 +244,7 @@ def compare_runs(
 
 
 def _write(comparison: Comparison) -> Comparison:
-    from graft.evaluation.compare_report import write_compare_report
+    from graft.ladder.compare_report import write_compare_report
 
     write_json_atomic(comparison.out / COMPARE_JSON, comparison.to_json())
     write_compare_report(comparison)

@@ -275,7 +275,7 @@ def train_auto(
         f" (vs {others})" if others else ""
     )
     split = "test" if report.images.split("test") else "val"
-    from graft.evaluation.compare import compare_runs
+    from graft.ladder.compare import compare_runs
 
     backbone = str((options or {}).get("backbone") or _default_backbone())
     compare_runs(

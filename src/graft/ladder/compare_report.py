@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from graft.evaluation.plots import new_figure, to_png
-from graft.evaluation.report import (
+from graft.fileio import write_bytes_atomic
+from graft.html import (
     Section,
     image_tag,
     paragraph,
@@ -21,17 +22,16 @@ from graft.evaluation.report import (
     table,
     write_html,
 )
-from graft.fileio import write_bytes_atomic
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from graft.evaluation.compare import Comparison, Row
+    from graft.ladder.compare import Comparison, Row
 
 
 def write_compare_report(comparison: Comparison) -> Path:
     """Write ``compare.html`` (and the plots as PNGs) into the comparison folder."""
-    from graft.evaluation.compare import COMPARE_HTML
+    from graft.ladder.compare import COMPARE_HTML
 
     rows = comparison.rows
     best = comparison.best
