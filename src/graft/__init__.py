@@ -65,12 +65,12 @@ __all__ = [
 
 if TYPE_CHECKING:
     from graft import datasets
+    from graft.api import train
     from graft.auditing import AuditResult, audit
     from graft.classification import Classification, LabelScore, classify
     from graft.errors import ConfigError, DataError, GraftError, NetworkError, WeightsError
     from graft.evaluation import evaluate
     from graft.predictor import Prediction, Predictor, load
-    from graft.api import train
     from graft.zoo import (
         DEFAULT_BACKBONE,
         BackboneRecord,

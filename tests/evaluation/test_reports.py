@@ -14,8 +14,8 @@ import torch
 import graft
 from graft.data.prepare import DataOptions
 from graft.errors import ConfigError
-from graft.ladder.compare import compare, parse_imagenet_map
 from graft.evaluation.interpret import gradcam, gradcam_model
+from graft.ladder.compare import compare, parse_imagenet_map
 from graft.training import LinearOptions, NeuralOptions, train_linear, train_neural
 from synthetic import write_class_folders
 

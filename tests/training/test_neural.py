@@ -413,12 +413,12 @@ def test_strong_augmentation_mixes_pixels_before_the_frozen_part(
     """What the frozen part (or, on the full path, the whole model) receives is the mixed
     batch: every sample a blend of itself and its partner (timm pairs i with n-1-i), not the
     decoded images, and the targets are soft."""
-    import graft.training.neural as neural
+    import graft.training.inputs as inputs
 
     unmixed: list[torch.Tensor] = []
     produced: list[tuple[torch.Tensor, torch.Tensor]] = []
     seen: list[torch.Tensor] = []
-    real_mixed, real_runner = neural.mixed, neural.frozen_runner
+    real_mixed, real_runner = inputs.mixed, inputs.frozen_runner
 
     def spy_mixed(batches: Any, mixer: Any) -> Any:
         def tee() -> Any:
@@ -443,8 +443,8 @@ def test_strong_augmentation_mixes_pixels_before_the_frozen_part(
         def on_epoch_begin(self, state: dict[str, Any]) -> None:
             state["model"].register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
 
-    monkeypatch.setattr(neural, "mixed", spy_mixed)
-    monkeypatch.setattr(neural, "frozen_runner", spy_runner)
+    monkeypatch.setattr(inputs, "mixed", spy_mixed)
+    monkeypatch.setattr(inputs, "frozen_runner", spy_runner)
     options = _options(strategy="head", epochs=1, augment="strong", fast_paths=fast_paths)
     result = train_neural(
         split_folders, out=tmp_path / "strong", options=options, callbacks=[ModelInput()]
@@ -474,7 +474,7 @@ def test_frozen_parts_take_the_guarded_auto_precision_and_keep_it_on_resume(
 
     if not precision.bf16_native("openvino"):
         pytest.skip("this CPU computes no bf16 natively")
-    import graft.training.neural as neural
+    import graft.training.inputs as inputs
 
     monkeypatch.setattr(precision, "AUTO_MIN_IMAGES", 0)
     built: list[str] = []  # the precision each frozen-part engine is built with
@@ -483,8 +483,8 @@ def test_frozen_parts_take_the_guarded_auto_precision_and_keep_it_on_resume(
         built.append(kwargs["precision"])
         return frozen_runner(*args, **kwargs)
 
-    frozen_runner = neural.frozen_runner
-    monkeypatch.setattr(neural, "frozen_runner", spy)
+    frozen_runner = inputs.frozen_runner
+    monkeypatch.setattr(inputs, "frozen_runner", spy)
     options = NeuralOptions(strategy="head", epochs=1, augment="light", workers=0, batch_size=4)
     train_neural(split_folders, out=tmp_path / "auto", options=options)
     chosen = json.loads((tmp_path / "auto" / "config.json").read_text())["frozen_precision"]

@@ -224,9 +224,9 @@ def test_a_kept_probe_learns_from_the_carved_validation_images_too(tmp_path: Pat
 def test_a_trained_epoch_must_beat_the_probe_by_more_than_noise() -> None:
     from types import SimpleNamespace
 
-    from graft.training.neural import _Trainer
+    from graft.training.trainer import Trainer
 
-    trainer: Any = _Trainer.__new__(_Trainer)
+    trainer: Any = Trainer.__new__(Trainer)
     trainer.settings = SimpleNamespace(monitor="val_accuracy")
     trainer.probe = {"val_accuracy": 0.5}
     trainer.samples = {"val": [None] * 100}  # one standard error: sqrt(0.25 / 100) = 0.05

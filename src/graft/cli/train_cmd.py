@@ -143,9 +143,9 @@ def train(
     import os
     import sys
 
-    from graft.training import RunResult
     from graft.api import train as run_training
     from graft.ladder.auto import AutoResult
+    from graft.training import RunResult
 
     if nproc is not None and "WORLD_SIZE" not in os.environ:
         from graft.errors import ConfigError

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from graft.errors import ConfigError
+from graft.metrics import classification_metrics
 from graft.training.callbacks import Callback, StopTraining
 
 __all__ = ["Callback", "StopTraining"]
@@ -184,3 +185,16 @@ def monitored(record: dict[str, Any], monitor: str) -> float:
     """The monitored value of an epoch record, oriented so that larger is better."""
     value = float(record[monitor])
     return -value if monitor == "val_loss" else value
+
+
+def validation_scores(
+    module: nn.Module, batches: Any, settings: LoopSettings, classes: list[str]
+) -> dict[str, float]:
+    """``val_loss``, ``val_accuracy`` and ``val_macro_f1`` of ``module`` on the batches."""
+    proba, targets, loss = evaluate_batches(module, batches, settings)
+    metrics = classification_metrics([classes[t] for t in targets], proba, classes)
+    return {
+        "val_loss": loss,
+        "val_accuracy": metrics["accuracy"],
+        "val_macro_f1": metrics["macro_f1"],
+    }

@@ -1,0 +1,71 @@
+"""A neural run's checkpoints: ``checkpoint_last.pt`` after every epoch (weights, optimizer,
+loop state and the weight average), ``checkpoint_best.pt`` when the monitored metric improves;
+both written atomically, so a killed run resumes where the last one left it.
+
+Example:
+    >>> callable(save_checkpoint), callable(restore_checkpoint)
+    (True, True)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from graft.errors import DataError
+from graft.fileio import atomic_path
+from graft.runs import CHECKPOINT_LAST
+
+if TYPE_CHECKING:
+    from graft.training.trainer import Trainer
+
+
+def save_checkpoint(
+    trainer: Trainer, path_name: str, model_state: dict[str, torch.Tensor] | None = None
+) -> None:
+    """Write a checkpoint (the model's weights, or ``model_state``) with the loop's state;
+    the last checkpoint also holds the optimizer's and the weight average's."""
+    if not trainer.context.is_main:
+        return
+    state = {
+        "epoch": trainer.epoch,
+        "history": trainer.history,
+        "best": trainer.best,
+        "bad_epochs": trainer.bad_epochs,
+        "stopped_phases": trainer.stopped_phases,
+        "probe": trainer.probe,
+    }
+    checkpoint = {
+        "model": trainer.model.state_dict() if model_state is None else model_state,
+        "optimizer": trainer.optimizer.state_dict(),
+        "state": state,
+        "ema": trainer.average.state_dict()
+        if trainer.average is not None and path_name == CHECKPOINT_LAST
+        else None,
+    }
+    with atomic_path(trainer.run_dir / path_name) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def restore_checkpoint(trainer: Trainer) -> None:
+    """Continue from the last checkpoint, when there is one: weights, optimizer, loop state."""
+    path = trainer.run_dir / CHECKPOINT_LAST
+    if not path.is_file():
+        return
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise DataError(
+            f"{path}: unreadable checkpoint ({err}); delete it to restart the run"
+        ) from err
+    trainer.model.load_state_dict(checkpoint["model"])
+    trainer.optimizer.load_state_dict(checkpoint["optimizer"])
+    state = checkpoint["state"]
+    trainer.epoch = int(state["epoch"])
+    trainer.history = list(state["history"])
+    trainer.best = dict(state["best"])
+    trainer.bad_epochs = int(state["bad_epochs"])
+    trainer.stopped_phases = list(state["stopped_phases"])
+    trainer.probe = state.get("probe")
+    trainer.saved_average = checkpoint.get("ema")

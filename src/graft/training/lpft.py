@@ -1,0 +1,93 @@
+"""LP-FT's start and the safeguard (:mod:`graft.training.probe` holds the layer arithmetic).
+
+Before the first epoch a trainer that uses the probe fits graft's logistic regression on the
+cached training features, starts its head from it (LP-FT) and, with a validation split, saves
+it as the checkpoint to beat (the safeguard). A trained epoch replaces it only by more than one
+standard error of its validation accuracy; a probe that is kept is fitted again, at the end, on
+train and the validation split carved from it.
+
+Example:
+    >>> callable(start_from_the_probe), callable(refit_probe)
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from graft.data.dataset import Sample
+from graft.heads import ClassicHead, fit_head
+from graft.runs import CHECKPOINT_BEST
+from graft.training.checkpoints import save_checkpoint
+from graft.training.inputs import present
+from graft.training.loop import monitored, validation_scores
+from graft.training.probe import probe_layer, start_from_probe
+
+if TYPE_CHECKING:
+    from graft.training.trainer import Trainer
+
+
+def start_from_the_probe(trainer: Trainer) -> None:
+    """Fit the linear probe on the cached training features; start the head from it (LP-FT,
+    unless ``--head-init random``) and make it the checkpoint to beat on validation."""
+
+    fitted = fit_probe(trainer, trainer.samples["train"])
+    probe_head = copy.deepcopy(trainer.model.head).cpu()
+    start_from_probe(probe_head, *probe_layer(fitted))
+    probe_head.to(trainer.device)
+    if trainer.options.head_init == "probe":
+        trainer.model.head.load_state_dict(probe_head.state_dict())
+    trainer.probe = {"C": fitted.params["C"], "selection": fitted.params["selection"]}
+    val = trainer.inputs.cached_features(trainer.samples["val"])
+    if val is None or not trainer.options.safeguard:
+        return
+    batches = trainer.inputs.val_batches(val)
+    assert batches is not None
+    trainer.probe.update(
+        validation_scores(probe_head, batches(), trainer.settings, trainer.classes)
+    )
+    trainer.best = {"value": monitored(trainer.probe, trainer.settings.monitor), "epoch": 0}
+    state = trainer.model.state_dict()
+    state.update({f"head.{k}": v for k, v in probe_head.state_dict().items()})
+    save_checkpoint(trainer, CHECKPOINT_BEST, state)
+
+
+def refit_probe(trainer: Trainer) -> None:
+    """The kept probe, fitted again on train and the validation split carved from train:
+    choosing it needed held-out images, the model it stands for (the linear strategy's)
+    learns from all of them."""
+    # in the order the linear strategy reads all of train: the same folds, the same probe
+    fitted = fit_probe(
+        trainer,
+        sorted(
+            trainer.samples["train"] + trainer.samples["val"], key=lambda s: (s.label, str(s.path))
+        ),
+    )
+    start_from_probe(trainer.model.head, *probe_layer(fitted))
+    if trainer.probe is not None:
+        trainer.probe["refit_C"] = fitted.params["C"]
+
+
+def fit_probe(trainer: Trainer, samples: list[Sample]) -> ClassicHead:
+    """The linear strategy's logistic regression on these images' cached features."""
+    return fit_head(
+        "logreg",
+        present(trainer.inputs.cached_features(samples)).numpy(),
+        [sample.label for sample in samples],
+        classes=trainer.classes,
+        class_weight=trainer.options.class_weight,
+        seed=trainer.seed,
+    )
+
+
+def probe_margin(trainer: Trainer) -> float:
+    """One standard error of the probe's validation accuracy (or macro-F1),
+    ``sqrt(p (1 - p) / n)``; 0 for the loss."""
+    monitor = trainer.settings.monitor
+    if trainer.probe is None or monitor not in trainer.probe or monitor == "val_loss":
+        return 0.0
+    p = float(trainer.probe[monitor])
+    return float(np.sqrt(p * (1 - p) / max(1, len(trainer.samples["val"]))))
