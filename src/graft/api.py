@@ -102,4 +102,3 @@ def train(
         on_rung=on_rung,
         callbacks=callbacks,
     )
-

@@ -34,9 +34,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from graft.errors import ConfigError, DataError
 from graft.fileio import atomic_path
+from graft.models import Probabilities
+from graft.predictor import Predictor, load
+from graft.zoo.records import Preprocessing
 
 FORMATS = ("onnx", "torchscript")
 FLOAT_TOLERANCE = 1e-3
@@ -61,60 +65,7 @@ class ExportResult:
     quantization: dict[str, Any] = field(default_factory=dict)
 
 
-def inference_module(predictor: Any) -> tuple[Any, Any]:
-    """The run's classifier as one PyTorch module (uint8 pixels -> probabilities), and its
-    preprocessing.
-
-    Raises:
-        ConfigError: A linear run over several backbones with different input sizes.
-    """
-    import torch
-    from torch import nn
-
-    from graft.heads import head_module
-    from graft.predictor import LinearPredictor, NeuralPredictor
-
-    if isinstance(predictor, NeuralPredictor):
-        model = predictor.model
-
-        class Network(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-                return torch.softmax(self.model(pixels).float(), dim=1)
-
-        return Network().eval(), predictor.preprocessing
-    assert isinstance(predictor, LinearPredictor)
-    sizes = {spec.preprocessing.input_size for spec in predictor.specs}
-    if len(sizes) > 1:
-        raise ConfigError(
-            "this run concatenates backbones with different input sizes "
-            f"({', '.join(map(str, sorted(sizes)))} px); export takes runs with one input size"
-        )
-    from graft.features.layers import feature_module
-    from graft.zoo.model import create_model
-
-    extractors = nn.ModuleList(
-        feature_module(create_model(spec.record), spec.layer, spec.pool) for spec in predictor.specs
-    )
-    head = head_module(predictor.head)
-
-    class Probe(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.extractors = extractors
-            self.head = head
-
-        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-            features = torch.cat([extract(pixels) for extract in self.extractors], dim=1)
-            return self.head(features)
-
-    return Probe().eval(), predictor.specs[0].preprocessing
-
-
-def metadata(predictor: Any, preprocessing: Any, *, int8: bool) -> dict[str, str]:
+def metadata(predictor: Predictor, preprocessing: Preprocessing, *, int8: bool) -> dict[str, str]:
     """What travels inside the exported model."""
     from graft.training.linear import library_versions
 
@@ -168,10 +119,6 @@ def export_model(
         ConfigError: Unknown format, or int8 with TorchScript.
         DataError: The check failed (the file is removed), or the run has no images to check.
     """
-    import torch
-
-    from graft.predictor import load
-
     if format not in FORMATS:
         raise ConfigError(f"--format {format!r} is not one of: {', '.join(FORMATS)}")
     if int8 and format != "onnx":
@@ -181,7 +128,9 @@ def export_model(
         )
     folder = Path(run_dir)
     predictor = load(folder, tta=tta)
-    module, preprocessing = inference_module(predictor)
+    # the run as one network, softmax on top: uint8 pixels in, probabilities out
+    module: torch.nn.Module = Probabilities(predictor.model).eval()
+    preprocessing = predictor.model.preprocessing
     if predictor.tta != "none":
         from graft.tta import view_average
 

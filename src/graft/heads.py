@@ -1,8 +1,10 @@
 """Classic heads on cached features: logistic regression, linear SVM, k-NN, nearest centroid.
 
 scikit-learn fits them; graft keeps only their numbers (coefficients, calibrators, centroids,
-reference vectors) as arrays, never a pickle, and predicts with plain numpy, so a saved head
-loads safely and without scikit-learn's version in the way.
+reference vectors) as arrays, never a pickle, so a saved head loads safely and without
+scikit-learn's version in the way. Each head predicts through one PyTorch module,
+:class:`HeadModule` (features in, logits out): the same module scores cached features, ends a
+linear run's network (:class:`graft.models.RunModel`) and goes into its exports.
 
 * ``logreg`` (default): multinomial logistic regression; the regularisation strength ``C`` is
   chosen by stratified cross-validation on the training split (log loss).
@@ -32,6 +34,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
+from torch import nn
 
 from graft.errors import ConfigError, DataError
 
@@ -59,25 +63,15 @@ class ClassicHead:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """Return class probabilities, ``N x len(classes)``."""
-        x = (np.asarray(features, dtype=np.float64) - self.arrays["mean"]) / self.arrays["scale"]
-        if self.kind == "logreg":
-            return _linear_proba(x @ self.arrays["coef"].T + self.arrays["intercept"])
-        if self.kind == "svm":
-            decision = x @ self.arrays["coef"].T + self.arrays["intercept"]
-            return _platt_proba(
-                decision, self.arrays["platt_a"], self.arrays["platt_b"], len(self.classes)
-            )
-        if self.kind == "knn":
-            return _knn_proba(
-                _unit(x),
-                self.arrays["reference"],
-                self.arrays["reference_labels"],
-                int(self.params["k"]),
-                len(self.classes),
-            )
-        similarity = _unit(x) @ self.arrays["centroids"].T
-        return _softmax(similarity * float(self.params["temperature"]))
+        """Return class probabilities, ``N x len(classes)`` (:class:`HeadModule`, in float64)."""
+        module = HeadModule(self, dtype=torch.float64)
+        x = torch.tensor(np.asarray(features), dtype=torch.float64)  # a copy, aligned
+        with torch.no_grad():
+            blocks = [
+                torch.softmax(module(x[start : start + 1024]), dim=1)
+                for start in range(0, len(x), 1024)
+            ]
+        return torch.cat(blocks).numpy() if blocks else np.zeros((0, len(self.classes)))
 
     def predict(self, features: np.ndarray) -> list[str]:
         """Return the most probable class name per row."""
@@ -266,7 +260,9 @@ def _fit_knn(head: ClassicHead, x: np.ndarray, y: np.ndarray) -> None:
             similarity[
                 np.arange(len(block)), np.arange(start, start + len(block))
             ] = -np.inf  # leave one out
-            proba = _vote(similarity, y, k, n_classes)
+            proba = knn_votes(
+                torch.from_numpy(similarity), torch.from_numpy(y), k, n_classes
+            ).numpy()
             correct += int((proba.argmax(axis=1) == y[start : start + 1024]).sum())
         scores.append(correct / len(y))
     best = candidates[int(np.argmax(scores))]
@@ -303,96 +299,108 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return np.asarray(exp / exp.sum(axis=1, keepdims=True))
 
 
-def _linear_proba(scores: np.ndarray) -> np.ndarray:
-    if scores.shape[1] == 1:  # binary: scikit-learn keeps one column for the second class
-        positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
-        return np.column_stack([1.0 - positive, positive])
-    return _softmax(scores)
+def linear_layer(head: ClassicHead) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear head's scores as one layer on raw (unstandardised) features.
 
+    ``coef @ ((x - mean) / scale) + intercept`` becomes ``weight @ x + bias``, in float64. A
+    binary logistic regression's single score ``s`` becomes the two logits ``(-s/2, s/2)``,
+    whose softmax is its ``(1 - sigmoid(s), sigmoid(s))``; a binary SVM keeps its one decision
+    score (its Platt scaling reads it).
 
-def _platt_proba(decision: np.ndarray, a: np.ndarray, b: np.ndarray, n_classes: int) -> np.ndarray:
-    calibrated = 1.0 / (1.0 + np.exp(decision * a + b))
-    if n_classes == 2:
-        return np.column_stack([1.0 - calibrated[:, 0], calibrated[:, 0]])
-    total = calibrated.sum(axis=1, keepdims=True)
-    uniform = np.full_like(calibrated, 1.0 / n_classes)
-    return np.where(total > 0, calibrated / np.where(total > 0, total, 1.0), uniform)
+    Raises:
+        ConfigError: A head without coefficients (``knn``, ``centroid``).
 
-
-def _vote(similarity: np.ndarray, labels: np.ndarray, k: int, n_classes: int) -> np.ndarray:
-    nearest = np.argpartition(-similarity, kth=min(k, similarity.shape[1]) - 1, axis=1)[:, :k]
-    votes = np.zeros((similarity.shape[0], n_classes))
-    np.add.at(
-        votes,
-        (np.repeat(np.arange(similarity.shape[0]), nearest.shape[1]), labels[nearest].ravel()),
-        1.0,
-    )
-    return votes / nearest.shape[1]
-
-
-def _knn_proba(
-    x: np.ndarray, reference: np.ndarray, labels: np.ndarray, k: int, n_classes: int
-) -> np.ndarray:
-    return (
-        np.vstack(
-            [
-                _vote(x[start : start + 1024] @ reference.T, labels, k, n_classes)
-                for start in range(0, len(x), 1024)
-            ]
-        )
-        if len(x)
-        else np.zeros((0, n_classes))
-    )
-
-
-def head_module(head: ClassicHead) -> Any:
-    """The head as a PyTorch module (features in, probabilities out), for export.
-
-    It computes exactly what :meth:`ClassicHead.predict_proba` computes, in float32.
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> x = np.vstack([rng.normal(0, 1, (20, 4)), rng.normal(2, 1, (20, 4))])
+        >>> weight, bias = linear_layer(fit_head("logreg", x, ["a"] * 20 + ["b"] * 20))
+        >>> tuple(weight.shape), tuple(bias.shape)
+        ((2, 4), (2,))
     """
-    import torch
-    from torch import nn
+    if head.kind not in ("logreg", "svm"):
+        raise ConfigError(f"a {head.kind} head has no linear layer; use logreg or svm")
+    coef = np.ascontiguousarray(head.arrays["coef"], dtype=np.float64)
+    intercept = np.ascontiguousarray(head.arrays["intercept"], dtype=np.float64)
+    scale = np.ascontiguousarray(head.arrays["scale"], dtype=np.float64)
+    mean = np.ascontiguousarray(head.arrays["mean"], dtype=np.float64)
+    weight = coef / scale
+    bias = intercept - coef @ (mean / scale)
+    if head.kind == "logreg" and weight.shape[0] == 1 and len(head.classes) == 2:
+        weight = np.vstack([-weight / 2, weight / 2])
+        bias = np.concatenate([-bias / 2, bias / 2])
+    return torch.from_numpy(weight), torch.from_numpy(bias)
 
-    class TorchHead(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            for name, value in head.arrays.items():
-                dtype = torch.long if value.dtype.kind in "iu" else torch.float32
-                self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=dtype))
-            self.kind = head.kind
-            self.classes = len(head.classes)
-            self.k = int(head.params.get("k", 1))
-            self.temperature = float(head.params.get("temperature", 1.0))
 
-        def forward(self, features: torch.Tensor) -> torch.Tensor:
-            x = (features - self.get_buffer("mean")) / self.get_buffer("scale")
-            if self.kind in ("logreg", "svm"):
-                scores = x @ self.get_buffer("coef").T + self.get_buffer("intercept")
-                if self.kind == "logreg":
-                    if scores.shape[1] == 1:
-                        positive = torch.sigmoid(scores)
-                        return torch.cat([1 - positive, positive], dim=1)
-                    return torch.softmax(scores, dim=1)
-                calibrated = torch.sigmoid(
-                    -(scores * self.get_buffer("platt_a") + self.get_buffer("platt_b"))
-                )
-                if self.classes == 2:
-                    return torch.cat([1 - calibrated, calibrated], dim=1)
-                total = calibrated.sum(dim=1, keepdim=True)
-                return torch.where(
-                    total > 0,
-                    calibrated / total.clamp_min(1e-30),
-                    torch.full_like(calibrated, 1.0 / self.classes),
-                )
-            unit = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            if self.kind == "centroid":
-                return torch.softmax(
-                    unit @ self.get_buffer("centroids").T * self.temperature, dim=1
-                )
-            similarity = unit @ self.get_buffer("reference").T
-            nearest = similarity.topk(self.k, dim=1).indices
-            labels = self.get_buffer("reference_labels")[nearest]
-            votes = torch.nn.functional.one_hot(labels, self.classes).to(similarity.dtype)
-            return votes.sum(dim=1) / self.k
+def knn_votes(similarity: torch.Tensor, labels: torch.Tensor, k: int, classes: int) -> torch.Tensor:
+    """Each row's share of votes per class among its ``k`` most similar references."""
+    nearest = similarity.topk(min(k, similarity.shape[1]), dim=1).indices
+    votes = nn.functional.one_hot(labels[nearest], classes).to(similarity.dtype)
+    return votes.sum(dim=1) / nearest.shape[1]
 
-    return TorchHead().eval()
+
+class HeadModule(nn.Module):
+    """A fitted classic head as a PyTorch module: features in, logits out.
+
+    ``softmax(logits)`` is the head's probabilities: for ``logreg`` the logits are its scores;
+    for ``centroid`` the cosine similarities times the fitted temperature; for ``svm`` (Platt
+    probabilities) and ``knn`` (vote shares) the log of the probabilities. It is what
+    :meth:`ClassicHead.predict_proba` computes (in float64 there), what a linear run's
+    :class:`graft.models.RunModel` ends with, and what LP-FT starts a neural head from.
+
+    Args:
+        head: The fitted head.
+        dtype: The buffers' dtype.
+    """
+
+    def __init__(self, head: ClassicHead, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.kind = head.kind
+        self.classes = len(head.classes)
+        self.k = int(head.params.get("k", 1))
+        self.temperature = float(head.params.get("temperature", 1.0))
+        arrays: dict[str, Any] = dict(head.arrays)
+        if self.kind in ("logreg", "svm"):
+            arrays["weight"], arrays["bias"] = linear_layer(head)
+            for name in ("coef", "intercept", "mean", "scale"):
+                arrays.pop(name)
+        for name, value in arrays.items():
+            tensor = torch.as_tensor(value).clone()  # torch's own (aligned) memory
+            self.register_buffer(name, tensor if tensor.dtype == torch.int64 else tensor.to(dtype))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``N x classes`` logits of ``N x D`` features."""
+        if self.kind in ("logreg", "svm"):
+            scores = features @ self.get_buffer("weight").T + self.get_buffer("bias")
+            return (
+                scores
+                if self.kind == "logreg"
+                else _platt_log_proba(
+                    scores, self.get_buffer("platt_a"), self.get_buffer("platt_b"), self.classes
+                )
+            )
+        x = (features - self.get_buffer("mean")) / self.get_buffer("scale")
+        unit = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if self.kind == "centroid":
+            return unit @ self.get_buffer("centroids").T * self.temperature
+        similarity = unit @ self.get_buffer("reference").T
+        votes = knn_votes(similarity, self.get_buffer("reference_labels"), self.k, self.classes)
+        return votes.clamp_min(_TINY).log()
+
+
+#: The smallest probability a log-probability head returns (its log is finite).
+_TINY = 1e-30
+
+
+def _platt_log_proba(
+    decision: torch.Tensor, a: torch.Tensor, b: torch.Tensor, classes: int
+) -> torch.Tensor:
+    """Platt-scaled probabilities of SVM decision scores, as logs (one-vs-rest, normalised)."""
+    calibrated = torch.sigmoid(-(decision * a + b))
+    if classes == 2:
+        proba = torch.cat([1 - calibrated, calibrated], dim=1)
+    else:
+        total = calibrated.sum(dim=1, keepdim=True)
+        proba = torch.where(
+            total > 0, calibrated / total.clamp_min(_TINY), torch.full_like(calibrated, 1 / classes)
+        )
+    return proba.clamp_min(_TINY).log()

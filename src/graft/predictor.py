@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from graft.errors import ConfigError, DataError
-from graft.runs import HEAD, read_config
+from graft.models import Probabilities, RunModel, feature_specs, load_run_model
+from graft.runs import HEAD, MODEL, read_config
 from graft.tta import averaged, check_tta
 
 if TYPE_CHECKING:
@@ -85,6 +86,11 @@ class Predictor:
     @property
     def preprocessings(self) -> list[Preprocessing]:
         """The preprocessing of each model input (one per backbone)."""
+        raise NotImplementedError
+
+    @property
+    def model(self) -> RunModel:
+        """The run as one network (RGB uint8 pixels in, logits out; see :mod:`graft.models`)."""
         raise NotImplementedError
 
     def probabilities_from_pixels(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
@@ -233,6 +239,15 @@ class LinearPredictor(Predictor):
         self.specs = specs
         self.head = head
         self._engines: list[Engine] = []
+        self._model: RunModel | None = None
+
+    @property
+    def model(self) -> RunModel:
+        """The backbones' feature extractors under the head, built on first use (the predictor
+        itself computes features on the inference engine, or reads them from the cache)."""
+        if self._model is None:
+            self._model = load_run_model(self.run_dir, self.config)
+        return self._model
 
     @property
     def preprocessings(self) -> list[Preprocessing]:
@@ -288,13 +303,14 @@ class NeuralPredictor(Predictor):
     """A trained network (head, finetune and scratch strategies), run by the inference engine."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], engine: str = "auto") -> None:
-        from graft.models.loading import load_neural_model
-        from graft.zoo.records import Preprocessing
-
         super().__init__(run_dir, config, engine)
-        self.model = load_neural_model(run_dir, config)
-        self.preprocessing = Preprocessing.from_dict(config["backbone"]["preprocessing"])
+        self._model = load_run_model(run_dir, config)
+        self.preprocessing = self._model.preprocessing
         self._engine: Engine | None = None
+
+    @property
+    def model(self) -> RunModel:
+        return self._model
 
     @property
     def preprocessings(self) -> list[Preprocessing]:
@@ -306,10 +322,10 @@ class NeuralPredictor(Predictor):
             from graft.hashing import sha256_file
 
             self._engine = create_engine(
-                softmax_module(self.model),
+                Probabilities(self.model).eval(),
                 input_size=self.preprocessing.input_size,
                 engine=self.engine_name,
-                cache_key=f"run-{sha256_file(self.run_dir / 'model.safetensors')[:24]}",
+                cache_key=f"run-{sha256_file(self.run_dir / MODEL)[:24]}",
             )
         return np.asarray(self._engine(inputs[0]), dtype=np.float64)
 
@@ -347,21 +363,6 @@ class OnnxPredictor(Predictor):
         return np.asarray(
             self.session.run(None, {"pixels": np.ascontiguousarray(inputs[0])})[0], dtype=np.float64
         )
-
-
-def softmax_module(model: Any) -> Any:
-    """Wrap a model so it returns probabilities (what the inference engine runs)."""
-    from torch import nn
-
-    class Softmax(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, pixels: Any) -> Any:
-            return self.model(pixels).float().softmax(dim=1)
-
-    return Softmax().eval()
 
 
 def to_image(item: Any, draft_size: int) -> Image.Image:
@@ -440,7 +441,7 @@ def load(
         return _with_tta(OnnxPredictor(folder, config, exported), tta)
     strategy = config.get("strategy")
     if strategy == "linear":
-        specs = [_spec(folder, entry) for entry in config["features"]]
+        specs = feature_specs(folder, config)
         engine = backend if backend != "auto" else str(config.get("engine", "auto"))
         return _with_tta(
             LinearPredictor(folder, config, specs, ClassicHead.load(folder / HEAD), engine), tta
@@ -457,27 +458,3 @@ def _with_tta(predictor: Predictor, tta: str | None) -> Predictor:
     if tta is not None:
         predictor.tta = check_tta(tta)
     return predictor
-
-
-def _spec(folder: Path, entry: dict[str, Any]) -> FeatureSpec:
-    """Rebuild a feature spec from a run's config, checking the weights are the same."""
-    from graft.features.extract import FeatureSpec
-    from graft.zoo.records import Preprocessing
-    from graft.zoo.registry import get_backbone
-
-    record = get_backbone(entry["backbone"])
-    if record.weights.sha256 != entry.get("weights_sha256"):
-        raise DataError(
-            f"{folder}: trained on {entry['backbone']} weights with SHA-256 "
-            f"{str(entry.get('weights_sha256'))[:16]}..., but this machine's are "
-            f"{str(record.weights.sha256)[:16]}...; add the original weights (graft weights add)"
-        )
-    return FeatureSpec(
-        record=record,
-        preprocessing=Preprocessing.from_dict(entry["preprocessing"]),
-        layer=entry["layer"],
-        pool=entry["pool"],
-        precision=entry.get("precision", "fp32"),
-        calibration=entry.get("calibration"),
-        calibration_files=tuple(Path(f) for f in entry.get("calibration_files", [])),
-    )

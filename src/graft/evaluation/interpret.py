@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+
+from graft.models import ProbeNetwork, TransferModel
+from graft.predictor import LinearPredictor, Predictor
+from graft.zoo.model import GraftModel
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
-
-    from graft.predictor import Predictor
 
 
 @dataclass(frozen=True)
@@ -69,48 +71,34 @@ def confused_pairs(
 
 
 def gradcam_model(predictor: Predictor) -> tuple[Any, Any] | None:
-    """Split a run's model for Grad-CAM: (pixels -> feature maps, maps -> logits), or ``None``.
+    """Split a run's network for Grad-CAM: (pixels -> feature maps, maps -> logits), or ``None``.
 
     Grad-CAM needs a convolutional feature map and a differentiable head: neural runs, and
-    linear runs with a linear head (``logreg``, ``svm``) on one backbone's final features.
+    linear runs on one backbone's final, average-pooled features under any head but ``knn``
+    (its votes have no gradient). Both parts come from :attr:`Predictor.model`.
     """
-    from graft.predictor import LinearPredictor, NeuralPredictor
-
-    if isinstance(predictor, NeuralPredictor):
-        model = predictor.model
+    network = predictor.model.network
+    if isinstance(network, TransferModel):
 
         def head_of_maps(maps: torch.Tensor) -> torch.Tensor:
-            return model.head(model.backbone.forward_head(maps, pre_logits=True))
+            return network.head(network.backbone.forward_head(maps, pre_logits=True))
 
-        return model.backbone.forward_features, head_of_maps
-    if isinstance(predictor, LinearPredictor):
-        spec = predictor.specs[0]
-        head = predictor.head
-        if (
-            len(predictor.specs) > 1
-            or spec.layer != "final"
-            or spec.pool != "avg"
-            or head.kind not in ("logreg", "svm")
-        ):
-            return None
-        import torch
+        return network.backbone.forward_features, head_of_maps
+    assert isinstance(network, ProbeNetwork)
+    specs = predictor.specs if isinstance(predictor, LinearPredictor) else []
+    if (
+        len(specs) != 1
+        or specs[0].layer != "final"
+        or specs[0].pool != "avg"
+        or network.head.kind == "knn"
+    ):
+        return None
+    backbone = cast(GraftModel, network.extractors[0].model)
 
-        from graft.zoo.model import create_model
+    def probe_of_maps(maps: torch.Tensor) -> torch.Tensor:
+        return network.head(backbone.forward_head(maps, pre_logits=True).float())
 
-        backbone = create_model(spec.record).eval()
-        mean, scale = (
-            torch.as_tensor(head.arrays[k], dtype=torch.float32) for k in ("mean", "scale")
-        )
-        weight = torch.as_tensor(head.arrays["coef"], dtype=torch.float32)
-        bias = torch.as_tensor(head.arrays["intercept"], dtype=torch.float32)
-
-        def linear_of_maps(maps: torch.Tensor) -> torch.Tensor:
-            features = (backbone.forward_head(maps, pre_logits=True) - mean) / scale
-            scores = features @ weight.T + bias
-            return torch.cat([-scores, scores], dim=1) if scores.shape[1] == 1 else scores
-
-        return backbone.forward_features, linear_of_maps
-    return None
+    return backbone.forward_features, probe_of_maps
 
 
 def gradcam(parts: tuple[Any, Any], pixels: torch.Tensor, targets: Sequence[int]) -> np.ndarray:

@@ -28,7 +28,11 @@ from graft.data.validate import DataReport
 from graft.errors import ConfigError, DataError
 from graft.evaluation.evaluate import evaluate_run
 from graft.fileio import write_json_atomic
+from graft.heads import ClassicHead
 from graft.metrics import classification_metrics, roc_auc
+from graft.models import ProbeNetwork, TransferModel, load_run_model
+from graft.runs import HEAD
+from graft.training.stages import backbone_stages
 
 COMPARE_JSON = "compare.json"
 COMPARE_HTML = "compare.html"
@@ -353,34 +357,30 @@ def _train_seconds(config: dict[str, Any], history: list[dict[str, Any]]) -> flo
 
 
 def _parameters(run_dir: Path, config: dict[str, Any]) -> tuple[int | None, int | None]:
-    from graft.predictor import load
+    """(trained, total) parameter counts of the run's network (:func:`graft.models.load_run_model`).
 
-    predictor: Any = load(run_dir)
-    if config.get("strategy") == "linear":
-        from graft.zoo.model import create_model
-
-        backbone = sum(
-            sum(p.numel() for p in create_model(spec.record, num_classes=0).parameters())
-            for spec in predictor.specs
-        )
-        head = int(
-            predictor.head.arrays.get("coef", np.zeros(0)).size
-            + predictor.head.arrays.get("intercept", np.zeros(0)).size
-        )
-        return head, backbone + head
-    from graft.training.stages import backbone_stages
-
-    model = predictor.model
+    A linear run trains only its head's coefficients and intercepts (a k-NN or centroid head
+    stores references instead: 0); a neural run trains its head and the stages its last phase
+    unfroze.
+    """
+    model = load_run_model(run_dir, config)
+    network = model.network
+    total = sum(p.numel() for p in model.parameters())
+    if isinstance(network, ProbeNetwork):
+        head = ClassicHead.load(run_dir / HEAD)
+        fitted = sum(int(head.arrays[k].size) for k in ("coef", "intercept") if k in head.arrays)
+        return fitted, total + fitted
+    assert isinstance(network, TransferModel)
     top = int(config["phases"][-1]["top"])
-    stages = backbone_stages(model.backbone.net)
+    stages = backbone_stages(network.backbone.net)
     names = (
         {name for stage in stages[len(stages) - top :] for name in stage.parameter_names}
         if top
         else set()
     )
-    trainable = sum(p.numel() for p in model.head.parameters())
-    trainable += sum(p.numel() for n, p in model.backbone.net.named_parameters() if n in names)
-    return trainable, sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in network.head.parameters())
+    trainable += sum(p.numel() for n, p in network.backbone.net.named_parameters() if n in names)
+    return trainable, total
 
 
 def _inference_speed(run_dir: Path, paths: list[str]) -> float | None:

@@ -6,14 +6,27 @@ Example:
     True
 """
 
-from graft.models.loading import load_neural_model, record_of_run
+from graft.models.loading import (
+    feature_specs,
+    load_neural_model,
+    load_run_model,
+    record_of_run,
+    transfer_model_from_run,
+)
+from graft.models.run_model import Probabilities, ProbeNetwork, RunModel
 from graft.models.transfer import HeadConfig, NeuralHead, TransferModel, build_transfer_model
 
 __all__ = [
     "HeadConfig",
     "NeuralHead",
+    "Probabilities",
+    "ProbeNetwork",
+    "RunModel",
     "TransferModel",
     "build_transfer_model",
+    "feature_specs",
     "load_neural_model",
+    "load_run_model",
     "record_of_run",
+    "transfer_model_from_run",
 ]

@@ -1,8 +1,8 @@
-"""A neural run's trained network, rebuilt from its ``config.json`` and ``model.safetensors``.
+"""A run's network, rebuilt from its directory: :func:`load_run_model` for any run (uint8 pixels
+in, logits out), :func:`load_neural_model` for a neural run's trained network.
 
 Example:
-    >>> from graft.models.loading import load_neural_model
-    >>> model = load_neural_model("runs/leaves-finetune")  # doctest: +SKIP
+    >>> model = load_run_model("runs/leaves-finetune")  # doctest: +SKIP
     >>> model(torch.zeros(1, 3, 224, 224, dtype=torch.uint8)).shape  # doctest: +SKIP
     torch.Size([1, 4])
 """
@@ -14,10 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file
+from torch import nn
 
 from graft.errors import ConfigError, DataError
+from graft.features.extract import FeatureSpec
+from graft.features.layers import feature_module
+from graft.heads import ClassicHead, HeadModule
+from graft.models.run_model import ProbeNetwork, RunModel
 from graft.models.transfer import TransferModel, build_transfer_model
-from graft.runs import MODEL, read_config
+from graft.runs import HEAD, MODEL, read_config
+from graft.zoo.model import create_model
 from graft.zoo.records import BackboneRecord, Preprocessing
 from graft.zoo.registry import architecture_record, get_backbone
 
@@ -36,9 +42,7 @@ def record_of_run(config: dict[str, Any]) -> BackboneRecord:
     return replace(record, preprocessing=Preprocessing.from_dict(entry["preprocessing"]))
 
 
-def load_neural_model(
-    run_dir: str | Path, config: dict[str, Any] | None = None
-) -> TransferModel:
+def load_neural_model(run_dir: str | Path, config: dict[str, Any] | None = None) -> TransferModel:
     """Rebuild a neural run's model from its ``model.safetensors``, in inference mode.
 
     Args:
@@ -108,3 +112,83 @@ def transfer_model_from_run(
     }
     model.backbone.load_state_dict(backbone, strict=True)
     return model
+
+
+def feature_specs(run_dir: str | Path, config: dict[str, Any]) -> list[FeatureSpec]:
+    """A linear run's feature specs (backbone, preprocessing, layer, pooling, precision).
+
+    Raises:
+        DataError: This machine's weights of a backbone are not the ones the run was trained
+            on (their SHA-256 differs).
+    """
+    specs = []
+    for entry in config["features"]:
+        record = get_backbone(entry["backbone"])
+        if record.weights.sha256 != entry.get("weights_sha256"):
+            raise DataError(
+                f"{run_dir}: trained on {entry['backbone']} weights with SHA-256 "
+                f"{str(entry.get('weights_sha256'))[:16]}..., but this machine's are "
+                f"{str(record.weights.sha256)[:16]}...; add the original weights "
+                "(graft weights add)"
+            )
+        specs.append(
+            FeatureSpec(
+                record=record,
+                preprocessing=Preprocessing.from_dict(entry["preprocessing"]),
+                layer=entry["layer"],
+                pool=entry["pool"],
+                precision=entry.get("precision", "fp32"),
+                calibration=entry.get("calibration"),
+                calibration_files=tuple(Path(f) for f in entry.get("calibration_files", [])),
+            )
+        )
+    return specs
+
+
+def load_run_model(run_dir: str | Path, config: dict[str, Any] | None = None) -> RunModel:
+    """Any complete run as one network (uint8 pixels in, logits out), in inference mode.
+
+    A linear run's network is its backbones' feature extractors (fp32, as PyTorch computes
+    them) under its head; a neural run's is its trained network.
+
+    Args:
+        run_dir: The run directory.
+        config: Its ``config.json`` when already read.
+
+    Raises:
+        DataError: A file of the run is missing or does not fit.
+        ConfigError: A linear run over backbones with different input sizes (one network takes
+            one size), or a strategy this graft cannot load.
+
+    Example:
+        >>> model = load_run_model("runs/leaves")  # doctest: +SKIP
+        >>> model(torch.zeros(1, 3, 224, 224, dtype=torch.uint8)).softmax(1)  # doctest: +SKIP
+        tensor([[0.91, 0.09]])
+    """
+    run_dir = Path(run_dir)
+    config = read_config(run_dir) if config is None else config
+    strategy = str(config.get("strategy"))
+    if strategy == "linear":
+        specs = feature_specs(run_dir, config)
+        sizes = sorted({spec.preprocessing.input_size for spec in specs})
+        if len(sizes) > 1:
+            raise ConfigError(
+                f"{run_dir}: concatenates backbones with different input sizes "
+                f"({', '.join(map(str, sizes))} px) and one network takes one size; train it "
+                "again with --image-size N"
+            )
+        extractors = [
+            feature_module(create_model(spec.record, num_classes=0), spec.layer, spec.pool)
+            for spec in specs
+        ]
+        network: nn.Module = ProbeNetwork(extractors, HeadModule(ClassicHead.load(run_dir / HEAD)))
+        preprocessing = specs[0].preprocessing
+    elif strategy in ("head", "finetune", "scratch"):
+        network = load_neural_model(run_dir, config)
+        preprocessing = Preprocessing.from_dict(config["backbone"]["preprocessing"])
+    else:
+        raise ConfigError(f"{run_dir}: strategy {strategy!r} cannot be loaded by this graft")
+    model = RunModel(
+        network, classes=config["classes"], preprocessing=preprocessing, strategy=strategy
+    )
+    return model.eval()

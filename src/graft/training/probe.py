@@ -28,12 +28,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from graft.errors import ConfigError
-from graft.heads import ClassicHead
+from graft.heads import ClassicHead, linear_layer
 
 HEAD_INITS = ("probe", "random")
 
@@ -56,16 +55,8 @@ def probe_layer(probe: ClassicHead) -> tuple[torch.Tensor, torch.Tensor]:
     """
     if probe.kind != "logreg":
         raise ConfigError(f"a {probe.kind} head has no linear layer; LP-FT starts from logreg")
-    coef = np.asarray(probe.arrays["coef"], dtype=np.float64)
-    intercept = np.asarray(probe.arrays["intercept"], dtype=np.float64)
-    scale = np.asarray(probe.arrays["scale"], dtype=np.float64)
-    mean = np.asarray(probe.arrays["mean"], dtype=np.float64)
-    weight = coef / scale
-    bias = intercept - coef @ (mean / scale)
-    if weight.shape[0] == 1 and len(probe.classes) == 2:
-        weight = np.vstack([-weight / 2, weight / 2])
-        bias = np.concatenate([-bias / 2, bias / 2])
-    return torch.from_numpy(weight).float(), torch.from_numpy(bias).float()
+    weight, bias = linear_layer(probe)
+    return weight.float(), bias.float()
 
 
 def start_from_probe(head: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
