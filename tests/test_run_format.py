@@ -13,6 +13,8 @@ from PIL import Image
 
 import graft
 from fixtures.make_runs import fixture_images
+from graft.errors import DataError
+from graft.runs import read_run_config
 
 FORMAT1 = Path(__file__).parent / "fixtures" / "runs" / "format1"
 
@@ -47,3 +49,23 @@ def test_format1_runs_load_as_one_network(run: str, tmp_path: Path) -> None:
     expected = json.loads((FORMAT1 / "expected.json").read_text())[run]
     want = [[row[label] for label in ("blue", "red")] for row in expected]
     np.testing.assert_allclose(logits.softmax(1).numpy(), want, atol=1e-5)
+
+
+def test_both_shapes_of_format1_read_as_one_typed_config(tmp_path: Path) -> None:
+    """A linear run's ``features`` list and top-level ``engine`` and a neural run's ``backbone``
+    and ``options.engine`` come out in the same fields."""
+    linear, tuned = (read_run_config(FORMAT1 / run) for run in ("linear", "finetune"))
+    assert [b.name for b in linear.backbones] == ["efficientnet_lite0.in1k"]
+    assert [b.name for b in tuned.backbones] == ["test_efficientnet.user"]
+    assert linear.engine == tuned.engine == "torch"
+    assert linear.backbones[0].preprocessing.input_size == 64
+    assert tuned.backbones[0].preprocessing.input_size == 64
+    assert (linear.head.kind, linear.neural) == ("logreg", False)
+    assert (tuned.head.kind, tuned.head.num_classes, tuned.neural) == ("neural", 2, True)
+    assert linear.classes == tuned.classes == ["blue", "red"]
+    broken = shutil.copytree(FORMAT1 / "finetune", tmp_path / "broken")
+    config = json.loads((broken / "config.json").read_text())
+    del config["backbone"]
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DataError, match="missing or malformed field 'backbone'"):
+        read_run_config(broken)

@@ -69,7 +69,6 @@ def metadata(predictor: Predictor, preprocessing: Preprocessing, *, int8: bool) 
     """What travels inside the exported model."""
     from graft.training.linear import library_versions
 
-    config = predictor.config
     return {
         "graft": json.dumps(
             {
@@ -78,7 +77,7 @@ def metadata(predictor: Predictor, preprocessing: Preprocessing, *, int8: bool) 
                 "floor(S / crop_pct) with the given filter, centre-crop to S",
                 "output": "class probabilities, N x classes, in the order of labels",
                 "preprocessing": preprocessing.to_dict(),
-                "strategy": config.get("strategy"),
+                "strategy": predictor.run.strategy,
                 "run": str(predictor.run_dir),
                 "int8": int8,
                 "tta": predictor.tta,

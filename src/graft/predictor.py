@@ -25,7 +25,7 @@ import numpy as np
 
 from graft.errors import ConfigError, DataError
 from graft.models import Probabilities, RunModel, feature_specs, load_run_model
-from graft.runs import HEAD, MODEL, read_config
+from graft.runs import HEAD, MODEL, RunConfig, read_run_config
 from graft.tta import averaged, check_tta
 
 if TYPE_CHECKING:
@@ -69,19 +69,22 @@ class Predictor:
     Subclasses say which preprocessings their inputs need and how pixels become probabilities.
     """
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], engine: str = "auto") -> None:
+    def __init__(self, run_dir: Path, run: RunConfig, engine: str = "auto") -> None:
         self.run_dir = run_dir
-        self.config = config
+        #: The run's configuration, typed (:class:`graft.runs.RunConfig`).
+        self.run = run
+        #: ``config.json`` as written.
+        self.config = run.raw
         self.engine_name = engine
         self._transforms: list[Any] | None = None
         #: Test-time augmentation (:mod:`graft.tta`): the run's own (``config.json``'s
         #: ``tta``, recorded by training), unless :func:`load` is told otherwise.
-        self.tta = check_tta(str(config.get("tta", "none")))
+        self.tta = check_tta(run.tta)
 
     @property
     def classes(self) -> list[str]:
         """Class names, in probability-column order."""
-        return list(self.config["classes"])
+        return list(self.run.classes)
 
     @property
     def preprocessings(self) -> list[Preprocessing]:
@@ -230,12 +233,12 @@ class LinearPredictor(Predictor):
     def __init__(
         self,
         run_dir: Path,
-        config: dict[str, Any],
+        run: RunConfig,
         specs: list[FeatureSpec],
         head: ClassicHead,
         engine: str = "auto",
     ) -> None:
-        super().__init__(run_dir, config, engine)
+        super().__init__(run_dir, run, engine)
         self.specs = specs
         self.head = head
         self._engines: list[Engine] = []
@@ -246,7 +249,7 @@ class LinearPredictor(Predictor):
         """The backbones' feature extractors under the head, built on first use (the predictor
         itself computes features on the inference engine, or reads them from the cache)."""
         if self._model is None:
-            self._model = load_run_model(self.run_dir, self.config)
+            self._model = load_run_model(self.run_dir, self.run)
         return self._model
 
     @property
@@ -302,9 +305,9 @@ class LinearPredictor(Predictor):
 class NeuralPredictor(Predictor):
     """A trained network (head, finetune and scratch strategies), run by the inference engine."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], engine: str = "auto") -> None:
-        super().__init__(run_dir, config, engine)
-        self._model = load_run_model(run_dir, config)
+    def __init__(self, run_dir: Path, run: RunConfig, engine: str = "auto") -> None:
+        super().__init__(run_dir, run, engine)
+        self._model = load_run_model(run_dir, run)
         self.preprocessing = self._model.preprocessing
         self._engine: Engine | None = None
 
@@ -333,11 +336,11 @@ class NeuralPredictor(Predictor):
 class OnnxPredictor(Predictor):
     """A run's exported ONNX model, run by ONNX Runtime (preprocessing from its metadata)."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], model_file: Path) -> None:
+    def __init__(self, run_dir: Path, run: RunConfig, model_file: Path) -> None:
         from graft.engines.onnx_io import cpu_session
         from graft.zoo.records import Preprocessing
 
-        super().__init__(run_dir, config, "onnx")
+        super().__init__(run_dir, run, "onnx")
         self.session = cpu_session(model_file)
         meta = self.session.get_modelmeta().custom_metadata_map
         if "labels" not in meta or "preprocessing" not in meta:
@@ -425,11 +428,10 @@ def load(
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}")
     folder = Path(run_dir)
-    config = read_config(folder)
-    status = config.get("status", "complete")
-    if status != "complete":
+    run = read_run_config(folder)
+    if run.status != "complete":
         raise DataError(
-            f"{folder}: the run has not finished (status {status!r}); finish it with "
+            f"{folder}: the run has not finished (status {run.status!r}); finish it with "
             f"`graft train --resume {folder}`"
         )
     if backend == "onnx":
@@ -438,20 +440,15 @@ def load(
             raise DataError(
                 f"{exported}: no exported model; run `graft export {folder} --format onnx` first"
             )
-        return _with_tta(OnnxPredictor(folder, config, exported), tta)
-    strategy = config.get("strategy")
-    if strategy == "linear":
-        specs = feature_specs(folder, config)
-        engine = backend if backend != "auto" else str(config.get("engine", "auto"))
-        return _with_tta(
-            LinearPredictor(folder, config, specs, ClassicHead.load(folder / HEAD), engine), tta
-        )
-    if strategy in ("head", "finetune", "scratch"):
-        engine = (
-            backend if backend != "auto" else str(config.get("options", {}).get("engine", "auto"))
-        )
-        return _with_tta(NeuralPredictor(folder, config, engine), tta)
-    raise ConfigError(f"{folder}: strategy {strategy!r} cannot be loaded by this graft version")
+        return _with_tta(OnnxPredictor(folder, run, exported), tta)
+    engine = backend if backend != "auto" else run.engine
+    if run.strategy == "linear":
+        specs = feature_specs(folder, run)
+        head = ClassicHead.load(folder / HEAD)
+        return _with_tta(LinearPredictor(folder, run, specs, head, engine), tta)
+    if run.neural:
+        return _with_tta(NeuralPredictor(folder, run, engine), tta)
+    raise ConfigError(f"{folder}: strategy {run.strategy!r} cannot be loaded by this graft version")
 
 
 def _with_tta(predictor: Predictor, tta: str | None) -> Predictor:

@@ -17,7 +17,7 @@ import numpy as np
 from graft.errors import ConfigError, DataError
 from graft.evaluation.interpret import confused_pairs, top_losses
 from graft.metrics import classification_metrics
-from graft.runs import MANIFEST, predictions_file, read_config, read_predictions
+from graft.runs import MANIFEST, RunConfig, predictions_file, read_config, read_predictions
 
 REPORT = "report.html"
 GALLERY_SIZE = 12
@@ -37,6 +37,11 @@ class Evaluation:
     classes: list[str]
     metrics: dict[str, Any]
     skipped: int = 0
+
+    @property
+    def run(self) -> RunConfig:
+        """The run's configuration, typed."""
+        return RunConfig.from_dict(self.config)
 
     def to_json(self) -> dict[str, Any]:
         """The ``graft evaluate --json`` document."""
@@ -91,7 +96,7 @@ def evaluate(
     """
     evaluation = evaluate_run(run_dir, data=data, split=split, root=root, tta=tta)
     result = evaluation.to_json()
-    result["tta"] = tta or str(evaluation.config.get("tta", "none"))
+    result["tta"] = tta or evaluation.run.tta
     if report:
         from graft.evaluation.run_report import write_run_report
 

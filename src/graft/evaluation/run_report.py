@@ -129,10 +129,7 @@ def _history(run: Path) -> list[dict[str, Any]]:
 def _summary(evaluation: Evaluation) -> Section:
     m = evaluation.metrics
     intervals = m.get("intervals", {})
-    config = evaluation.config
-    backbone = config.get("backbone", {}).get("name") or ", ".join(
-        f["backbone"] for f in config.get("features", [])
-    )
+    backbone = evaluation.run.backbone_names
     rows = [
         ["accuracy", percent_with_interval(m["accuracy"], intervals.get("accuracy"))],
         ["macro-F1", percent_with_interval(m["macro_f1"], intervals.get("macro_f1"))],
@@ -159,7 +156,7 @@ def _summary(evaluation: Evaluation) -> Section:
             ["expected calibration error", f"{m['ece']:.4f}"],
         ]
     header = paragraph(
-        f"Run {evaluation.run_dir} - strategy {config.get('strategy')} on {backbone} - "
+        f"Run {evaluation.run_dir} - strategy {evaluation.run.strategy} on {backbone} - "
         f"evaluated on the {evaluation.split} split of {evaluation.data} ({m['n']} images"
         + (f", {evaluation.skipped} skipped" if evaluation.skipped else "")
         + "). Intervals are 95 % bootstrap intervals over the evaluated images."
@@ -195,9 +192,8 @@ def _display_images(paths: list[str], evaluation: Evaluation) -> list[Image.Imag
 
     from graft.data.images import load_image
     from graft.data.transforms import eval_transform
-    from graft.zoo.records import Preprocessing
 
-    transform = eval_transform(_preprocessing(evaluation.config, Preprocessing))
+    transform = eval_transform(evaluation.run.backbones[0].preprocessing)
     images = []
     for path in paths:
         try:
@@ -206,12 +202,6 @@ def _display_images(paths: list[str], evaluation: Evaluation) -> list[Image.Imag
         except DataError:
             images.append(Image.new("RGB", (32, 32), (200, 200, 200)))
     return images
-
-
-def _preprocessing(config: dict[str, Any], kind: Any) -> Any:
-    if "backbone" in config:
-        return kind.from_dict(config["backbone"]["preprocessing"])
-    return kind.from_dict(config["features"][0]["preprocessing"])
 
 
 def _galleries(evaluation: Evaluation) -> tuple[bytes, bytes, str]:
@@ -263,7 +253,6 @@ def _gradcam_overlays(
     from graft.data.images import load_image
     from graft.data.transforms import eval_transform
     from graft.predictor import load
-    from graft.zoo.records import Preprocessing
 
     if not paths:
         return None
@@ -273,7 +262,7 @@ def _gradcam_overlays(
         return None
     if parts is None:
         return None
-    transform = eval_transform(_preprocessing(evaluation.config, Preprocessing))
+    transform = eval_transform(evaluation.run.backbones[0].preprocessing)
     pixels = torch.stack([transform(load_image(path)) for path in paths])
     try:
         return list(gradcam(parts, pixels, targets))

@@ -31,7 +31,7 @@ from graft.fileio import write_json_atomic
 from graft.heads import ClassicHead
 from graft.metrics import classification_metrics, roc_auc
 from graft.models import ProbeNetwork, TransferModel, load_run_model
-from graft.runs import HEAD
+from graft.runs import HEAD, RunConfig
 from graft.training.stages import backbone_stages
 
 COMPARE_JSON = "compare.json"
@@ -331,7 +331,7 @@ def _row(
     config = evaluation.config
     history_file = run_dir / "history.json"
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
-    trainable, total = _parameters(run_dir, config)
+    trainable, total = _parameters(run_dir, RunConfig.from_dict(config))
     row = Row(
         backbone=backbone,
         strategy=strategy,
@@ -356,14 +356,14 @@ def _train_seconds(config: dict[str, Any], history: list[dict[str, Any]]) -> flo
     return float(sum(timings.values())) if timings else None
 
 
-def _parameters(run_dir: Path, config: dict[str, Any]) -> tuple[int | None, int | None]:
+def _parameters(run_dir: Path, run: RunConfig) -> tuple[int | None, int | None]:
     """(trained, total) parameter counts of the run's network (:func:`graft.models.load_run_model`).
 
     A linear run trains only its head's coefficients and intercepts (a k-NN or centroid head
     stores references instead: 0); a neural run trains its head and the stages its last phase
     unfroze.
     """
-    model = load_run_model(run_dir, config)
+    model = load_run_model(run_dir, run)
     network = model.network
     total = sum(p.numel() for p in model.parameters())
     if isinstance(network, ProbeNetwork):
@@ -371,7 +371,7 @@ def _parameters(run_dir: Path, config: dict[str, Any]) -> tuple[int | None, int 
         fitted = sum(int(head.arrays[k].size) for k in ("coef", "intercept") if k in head.arrays)
         return fitted, total + fitted
     assert isinstance(network, TransferModel)
-    top = int(config["phases"][-1]["top"])
+    top = int(run.phases[-1]["top"])
     stages = backbone_stages(network.backbone.net)
     names = (
         {name for stage in stages[len(stages) - top :] for name in stage.parameter_names}

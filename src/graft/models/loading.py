@@ -11,61 +11,63 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from safetensors.torch import load_file
 from torch import nn
 
 from graft.errors import ConfigError, DataError
 from graft.features.extract import FeatureSpec
-from graft.features.layers import feature_module
+from graft.features.layers import Pooling, feature_module
 from graft.heads import ClassicHead, HeadModule
 from graft.models.run_model import ProbeNetwork, RunModel
 from graft.models.transfer import TransferModel, build_transfer_model
-from graft.runs import HEAD, MODEL, read_config
+from graft.runs import HEAD, MODEL, RunConfig, read_run_config
 from graft.zoo.model import create_model
-from graft.zoo.records import BackboneRecord, Preprocessing
+from graft.zoo.records import BackboneRecord
 from graft.zoo.registry import architecture_record, get_backbone
 
 
-def record_of_run(config: dict[str, Any]) -> BackboneRecord:
+def record_of_run(run: RunConfig) -> BackboneRecord:
     """The backbone record a neural run was trained from (its preprocessing as recorded).
 
     The run's ``model.safetensors`` holds every weight, so a run whose backbone record is not
     on this machine (user weights stored elsewhere) still loads from its timm architecture.
     """
-    entry = config["backbone"]
+    entry = run.backbones[0]
     try:
-        record = get_backbone(entry["name"])
+        record = get_backbone(entry.name)
     except ConfigError:
-        record = replace(architecture_record(entry["architecture"]), name=entry["name"])
-    return replace(record, preprocessing=Preprocessing.from_dict(entry["preprocessing"]))
+        if entry.architecture is None:
+            raise
+        record = replace(architecture_record(entry.architecture), name=entry.name)
+    return replace(record, preprocessing=entry.preprocessing)
 
 
-def load_neural_model(run_dir: str | Path, config: dict[str, Any] | None = None) -> TransferModel:
+def load_neural_model(run_dir: str | Path, run: RunConfig | None = None) -> TransferModel:
     """Rebuild a neural run's model from its ``model.safetensors``, in inference mode.
 
     Args:
         run_dir: The run directory.
-        config: Its ``config.json`` when already read.
+        run: Its configuration when already read.
 
     Raises:
         DataError: The run has no model yet (still running) or the file does not fit.
     """
     run_dir = Path(run_dir)
-    config = read_config(run_dir) if config is None else config
+    run = read_run_config(run_dir) if run is None else run
     path = run_dir / MODEL
     if not path.is_file():
         raise DataError(
-            f"{run_dir}: has no {MODEL} yet (status {config.get('status')}); finish it with "
+            f"{run_dir}: has no {MODEL} yet (status {run.status}); finish it with "
             f"graft train --resume {run_dir}"
         )
-    head = config["head"]
+    assert run.head.num_classes is not None
     model = build_transfer_model(
-        record_of_run(config),
-        num_classes=head["num_classes"],
-        hidden=head["hidden"],
-        dropout=head["dropout"],
+        record_of_run(run),
+        num_classes=run.head.num_classes,
+        hidden=run.head.hidden,
+        dropout=run.head.dropout,
         pretrained=False,
     )
     try:
@@ -89,18 +91,17 @@ def transfer_model_from_run(
         ConfigError: The run is not complete.
     """
     source = Path(source)
-    config = read_config(source)
-    if config.get("strategy") == "linear":
-        record_name = config["features"][0]["backbone"]
+    run = read_run_config(source)
+    if not run.neural:
         return build_transfer_model(
-            record_name, num_classes=num_classes, hidden=hidden, dropout=dropout
+            run.backbones[0].name, num_classes=num_classes, hidden=hidden, dropout=dropout
         )
-    if config.get("status") != "complete":
+    if run.status != "complete":
         raise ConfigError(
             f"{source}: the run is not complete; finish it (graft train --resume) first"
         )
     model = build_transfer_model(
-        record_of_run(config),
+        record_of_run(run),
         num_classes=num_classes,
         hidden=hidden,
         dropout=dropout,
@@ -114,7 +115,7 @@ def transfer_model_from_run(
     return model
 
 
-def feature_specs(run_dir: str | Path, config: dict[str, Any]) -> list[FeatureSpec]:
+def feature_specs(run_dir: str | Path, run: RunConfig) -> list[FeatureSpec]:
     """A linear run's feature specs (backbone, preprocessing, layer, pooling, precision).
 
     Raises:
@@ -122,30 +123,30 @@ def feature_specs(run_dir: str | Path, config: dict[str, Any]) -> list[FeatureSp
             on (their SHA-256 differs).
     """
     specs = []
-    for entry in config["features"]:
-        record = get_backbone(entry["backbone"])
-        if record.weights.sha256 != entry.get("weights_sha256"):
+    for entry in run.backbones:
+        record = get_backbone(entry.name)
+        if record.weights.sha256 != entry.weights_sha256:
             raise DataError(
-                f"{run_dir}: trained on {entry['backbone']} weights with SHA-256 "
-                f"{str(entry.get('weights_sha256'))[:16]}..., but this machine's are "
+                f"{run_dir}: trained on {entry.name} weights with SHA-256 "
+                f"{str(entry.weights_sha256)[:16]}..., but this machine's are "
                 f"{str(record.weights.sha256)[:16]}...; add the original weights "
                 "(graft weights add)"
             )
         specs.append(
             FeatureSpec(
                 record=record,
-                preprocessing=Preprocessing.from_dict(entry["preprocessing"]),
-                layer=entry["layer"],
-                pool=entry["pool"],
-                precision=entry.get("precision", "fp32"),
-                calibration=entry.get("calibration"),
-                calibration_files=tuple(Path(f) for f in entry.get("calibration_files", [])),
+                preprocessing=entry.preprocessing,
+                layer=entry.layer,
+                pool=cast(Pooling, entry.pool),
+                precision=entry.precision,
+                calibration=entry.calibration,
+                calibration_files=entry.calibration_files,
             )
         )
     return specs
 
 
-def load_run_model(run_dir: str | Path, config: dict[str, Any] | None = None) -> RunModel:
+def load_run_model(run_dir: str | Path, run: RunConfig | None = None) -> RunModel:
     """Any complete run as one network (uint8 pixels in, logits out), in inference mode.
 
     A linear run's network is its backbones' feature extractors (fp32, as PyTorch computes
@@ -153,7 +154,7 @@ def load_run_model(run_dir: str | Path, config: dict[str, Any] | None = None) ->
 
     Args:
         run_dir: The run directory.
-        config: Its ``config.json`` when already read.
+        run: Its configuration when already read.
 
     Raises:
         DataError: A file of the run is missing or does not fit.
@@ -166,11 +167,10 @@ def load_run_model(run_dir: str | Path, config: dict[str, Any] | None = None) ->
         tensor([[0.91, 0.09]])
     """
     run_dir = Path(run_dir)
-    config = read_config(run_dir) if config is None else config
-    strategy = str(config.get("strategy"))
-    if strategy == "linear":
-        specs = feature_specs(run_dir, config)
-        sizes = sorted({spec.preprocessing.input_size for spec in specs})
+    run = read_run_config(run_dir) if run is None else run
+    network: nn.Module
+    if run.strategy == "linear":
+        sizes = sorted({entry.preprocessing.input_size for entry in run.backbones})
         if len(sizes) > 1:
             raise ConfigError(
                 f"{run_dir}: concatenates backbones with different input sizes "
@@ -179,16 +179,17 @@ def load_run_model(run_dir: str | Path, config: dict[str, Any] | None = None) ->
             )
         extractors = [
             feature_module(create_model(spec.record, num_classes=0), spec.layer, spec.pool)
-            for spec in specs
+            for spec in feature_specs(run_dir, run)
         ]
-        network: nn.Module = ProbeNetwork(extractors, HeadModule(ClassicHead.load(run_dir / HEAD)))
-        preprocessing = specs[0].preprocessing
-    elif strategy in ("head", "finetune", "scratch"):
-        network = load_neural_model(run_dir, config)
-        preprocessing = Preprocessing.from_dict(config["backbone"]["preprocessing"])
+        network = ProbeNetwork(extractors, HeadModule(ClassicHead.load(run_dir / HEAD)))
+    elif run.neural:
+        network = load_neural_model(run_dir, run)
     else:
-        raise ConfigError(f"{run_dir}: strategy {strategy!r} cannot be loaded by this graft")
+        raise ConfigError(f"{run_dir}: strategy {run.strategy!r} cannot be loaded by this graft")
     model = RunModel(
-        network, classes=config["classes"], preprocessing=preprocessing, strategy=strategy
+        network,
+        classes=run.classes,
+        preprocessing=run.backbones[0].preprocessing,
+        strategy=run.strategy,
     )
     return model.eval()

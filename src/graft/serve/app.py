@@ -250,12 +250,8 @@ def _blank(predictor: Any) -> Any:
 
 
 def _info(run_dir: Path, predictor: Any, settings: ServeOptions) -> dict[str, Any]:
-    config = predictor.config
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    backbone = config.get("backbone", {}).get("name") or ", ".join(
-        f["backbone"] for f in config.get("features", [])
-    )
     summary = {
         split: {
             key: values.get(key) for key in ("accuracy", "macro_f1", "n", "intervals", "roc_auc")
@@ -265,8 +261,8 @@ def _info(run_dir: Path, predictor: Any, settings: ServeOptions) -> dict[str, An
     return {
         "run": str(run_dir),
         "labels": predictor.classes,
-        "backbone": backbone,
-        "strategy": config.get("strategy"),
+        "backbone": predictor.run.backbone_names,
+        "strategy": predictor.run.strategy,
         "backend": settings.backend,
         "tta": getattr(predictor, "exported_tta", predictor.tta),
         "metrics": summary,

@@ -25,6 +25,7 @@ from graft.runs import (
     MANIFEST,
     METRICS,
     MODEL,
+    RunConfig,
     predictions_file,
     write_config,
     write_predictions,
@@ -143,7 +144,7 @@ def finish_run(trainer: Trainer, *, parameters_identical: bool = True) -> dict[s
         for phase in trainer.phases
     }
     engine = str(trainer.options.engine)
-    predictor = NeuralPredictor(trainer.run_dir, config, engine)
+    predictor = NeuralPredictor(trainer.run_dir, RunConfig.from_dict(config), engine)
     metrics: dict[str, dict[str, Any]] = {}
     for split in ("val", "test"):
         samples = trainer.samples[split]

@@ -32,7 +32,7 @@ from graft.data.dataset import LabelledImages, Sample
 from graft.data.prepare import DataOptions, prepare
 from graft.data.validate import DataReport
 from graft.errors import ConfigError
-from graft.runs import MANIFEST, METRICS, check_replaceable, read_config
+from graft.runs import MANIFEST, METRICS, check_replaceable, read_run_config
 from graft.training.callbacks import Callback
 from graft.training.finishing import finish_run
 from graft.training.options import (
@@ -94,18 +94,19 @@ def train_neural(
     context = from_environment()
     if resume is not None:
         run_dir = Path(resume)
-        config = read_config(run_dir)
-        if config.get("strategy") not in NEURAL_STRATEGIES:
-            raise ConfigError(f"{run_dir}: a {config.get('strategy')} run has no epochs to resume")
-        if config.get("status") == "complete":
+        run = read_run_config(run_dir)
+        if not run.neural:
+            raise ConfigError(f"{run_dir}: a {run.strategy} run has no epochs to resume")
+        if run.status == "complete":
             raise ConfigError(f"{run_dir}: this run is complete; nothing to resume")
+        config = run.raw
         # a run written before LP-FT, the safeguard and EMA resumes as it started
         legacy = {"head_init": "random", "safeguard": False, "ema": 0.0}
-        options = NeuralOptions(**{**legacy, **config["options"]})
-        data_options = DataOptions(**{**config["data"]["options"], "root": None})
+        options = NeuralOptions(**{**legacy, **run.options})
+        data_options = DataOptions(**{**run.data["options"], "root": None})
         report = prepare(run_dir / MANIFEST, DataOptions(seed=data_options.seed))
         # split.csv already holds the data after fixes and drops; keep the record of them
-        stored = config.get("data", {})
+        stored = run.data
         report.near_duplicates = stored.get("near_duplicates_across_splits", {})
         report.fixes = stored.get("fixes", {})
         report.dropped = [Sample(Path(path), "") for path in stored.get("dropped", [])]
