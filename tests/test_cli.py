@@ -112,3 +112,33 @@ def test_looking_up_backbones_does_not_import_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert process.stdout.strip() == "False"
+
+
+def test_train_option_defaults_are_the_options_dataclasses_defaults() -> None:
+    """A default lives in the options dataclasses; ``graft train``'s options are checked against
+    them (the CLI's ``auto`` device is the options' ``None``; ``--batch-size`` left out means
+    each strategy's own; ``--strategy`` defaults as ``graft.train`` does)."""
+    import dataclasses
+    import inspect
+
+    from graft.api import train as api_train
+    from graft.cli import train_cmd
+    from graft.data.prepare import DataOptions
+    from graft.training import LinearOptions, NeuralOptions
+
+    cli = {
+        name: parameter.default.default
+        for name, parameter in inspect.signature(train_cmd.train).parameters.items()
+    }
+    assert cli["strategy"] == inspect.signature(api_train).parameters["strategy"].default
+    assert cli["batch_size"] is None
+    checked = 0
+    for kind in (LinearOptions, NeuralOptions, DataOptions):
+        base = kind()
+        for field in dataclasses.fields(kind):
+            if field.name not in cli or field.name in ("strategy", "batch_size"):
+                continue
+            given = None if (field.name, cli[field.name]) == ("device", "auto") else cli[field.name]
+            assert dataclasses.replace(base, **{field.name: given}) == base, field.name
+            checked += 1
+    assert checked >= 40
