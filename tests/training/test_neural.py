@@ -41,6 +41,7 @@ class Recorder(Callback):
         self.grads: dict[int, set[str]] = {}
         self.lrs: list[tuple[int, dict[str, float]]] = []
         self.phases: dict[int, str] = {}
+        self.decay: dict[str, float] = {}  # each parameter's weight decay
 
     def on_epoch_begin(self, state: dict[str, Any]) -> None:
         self.phases[state["epoch"]] = state["phase"]
@@ -55,6 +56,10 @@ class Recorder(Callback):
                 if p.grad is not None and p.grad.abs().sum() > 0
             }
         self.lrs.append((epoch, {g["name"]: g["lr"] for g in state["optimizer"].param_groups}))
+        if not self.decay:
+            names = {id(p): n for n, p in model.named_parameters()}
+            for group in state["optimizer"].param_groups:
+                self.decay.update({names[id(p)]: group["weight_decay"] for p in group["params"]})
 
 
 def _bn_means(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -123,6 +128,20 @@ def test_only_the_intended_parameters_receive_gradients(
     assert not any(
         n.startswith(("backbone.net.conv_stem", "backbone.net.blocks.4")) for n in unfrozen
     )
+
+
+def test_weight_decay_spares_biases_and_normalisation(
+    finetuned: tuple[Path, Recorder, Any],
+) -> None:
+    """Matrices and kernels decay at --weight-decay; 1-D parameters (biases, BatchNorm scales
+    and shifts) take none, in every group."""
+    run, recorder, _ = finetuned
+    model = graft.load(run).model.network
+    shapes = {name: p.ndim for name, p in model.named_parameters()}
+    assert set(recorder.decay) == set(shapes)
+    assert {recorder.decay[n] for n, ndim in shapes.items() if ndim > 1} == {0.01}
+    assert {recorder.decay[n] for n, ndim in shapes.items() if ndim <= 1} == {0.0}
+    assert any(".bn" in n for n, ndim in shapes.items() if ndim <= 1)
 
 
 def test_frozen_batchnorm_statistics_are_unchanged(

@@ -60,6 +60,13 @@ def restore_checkpoint(trainer: Trainer) -> None:
             f"{path}: unreadable checkpoint ({err}); delete it to restart the run"
         ) from err
     trainer.model.load_state_dict(checkpoint["model"])
+    saved_groups = len(checkpoint["optimizer"]["param_groups"])
+    if saved_groups != len(trainer.optimizer.param_groups):  # started before the 1-D split
+        trainer.optimizer = torch.optim.AdamW(
+            trainer.optimizer_groups(decay_1d=True),
+            lr=trainer.options.lr,
+            weight_decay=trainer.options.weight_decay,
+        )
     trainer.optimizer.load_state_dict(checkpoint["optimizer"])
     state = checkpoint["state"]
     trainer.epoch = int(state["epoch"])

@@ -138,6 +138,29 @@ def stage_parameter_groups(
     return groups
 
 
+def without_decay_on_1d(groups: list[dict[str, Any]], weight_decay: float) -> list[dict[str, Any]]:
+    """Split each optimizer group in two: its matrices and kernels with ``weight_decay``, its
+    1-D parameters (biases, normalisation scales and shifts) with none, as timm's
+    ``param_groups_weight_decay`` does. Both halves keep the group's name and rate, so a
+    schedule that sets rates by name sets both.
+
+    Example:
+        >>> layer = nn.Linear(4, 2)
+        >>> [(g["name"], len(g["params"]), g["weight_decay"])
+        ...  for g in without_decay_on_1d([{"params": list(layer.parameters()), "name": "head"}],
+        ...                               0.01)]
+        [('head', 1, 0.01), ('head', 1, 0.0)]
+    """
+    split = []
+    for group in groups:
+        params = group["params"]
+        split.append(
+            {**group, "params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay}
+        )
+        split.append({**group, "params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0})
+    return split
+
+
 # --- Cutting a network at a stage boundary -------------------------------------------------
 
 Step = tuple[int, Callable[[torch.Tensor], torch.Tensor]]

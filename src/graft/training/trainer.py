@@ -67,6 +67,7 @@ from graft.training.stages import (
     resolve_unfreeze,
     set_trainable,
     stage_parameter_groups,
+    without_decay_on_1d,
 )
 
 
@@ -129,7 +130,7 @@ class Trainer:
         )
         self.samples = self.inputs.samples
         self.optimizer = torch.optim.AdamW(
-            self._groups(), lr=options.lr, weight_decay=options.weight_decay
+            self.optimizer_groups(), lr=options.lr, weight_decay=options.weight_decay
         )
         self.settings = LoopSettings(
             schedule=options.schedule,
@@ -160,7 +161,11 @@ class Trainer:
         options = self.options
         return options.strategy != "scratch" and (options.head_init == "probe" or options.safeguard)
 
-    def _groups(self) -> list[dict[str, Any]]:
+    def optimizer_groups(self, *, decay_1d: bool = False) -> list[dict[str, Any]]:
+        """The optimizer's groups: the head (with any backbone parameter outside the stages)
+        and each stage from the top (``@0``, ``@1``...), each split so that 1-D parameters
+        take no weight decay (``decay_1d``: the grouping of runs started before, for their
+        resume)."""
         groups = stage_parameter_groups(
             self.model.backbone.net, self.stages, lr=self.options.lr, decay=1.0
         )
@@ -173,7 +178,9 @@ class Trainer:
             "lr": self.options.lr,
             "name": "head",
         }
-        return [head, *groups]
+        if decay_1d:
+            return [head, *groups]
+        return without_decay_on_1d([head, *groups], self.options.weight_decay)
 
     def _class_weights(self) -> torch.Tensor | None:
         if self.options.class_weight != "balanced":
