@@ -47,22 +47,13 @@ def train(
 ) -> RunResult | NeuralResult | AutoResult:
     """Train a classifier with any strategy and write its run directory.
 
+    Every argument is :func:`graft.training.api.train`'s, which trains one strategy; this adds:
+
     Args:
-        data: A folder, a CSV/TSV file, a :class:`LabelledImages` or ``(path, label)`` pairs.
         strategy: ``linear`` (default), ``head``, ``finetune``, ``scratch``, or ``auto``
             (the best on validation of the probe and LP-FT rungs within ``budget``, e.g.
             ``budget="10m"``; :mod:`graft.ladder.auto`).
-        out: The run directory (default ``runs/<data>-<strategy>-<time>``).
-        resume: Continue an interrupted neural run (``data`` and options come from it).
-        overwrite: Replace ``out`` if it exists.
-        name: A name for data given as pairs.
-        on_report: Called with the data validation report before any heavy work.
-        progress: Feature extraction progress, ``(done, total)`` (linear).
-        callbacks: Training loop callbacks (neural strategies).
         on_rung: ``auto``: called with (rung, message) as the ladder goes.
-        **options: Data options (:class:`DataOptions`: ``root``, ``val``, ``test``, ``seed``,
-            ``per_class``, ``limit``, ``dedupe``) and strategy options
-            (:class:`LinearOptions` or :class:`NeuralOptions` fields).
 
     Raises:
         ConfigError: Unknown strategy or option (with the closest names).
