@@ -375,6 +375,41 @@ def test_early_stopping_ends_the_phase(split_folders: Path, tmp_path: Path) -> N
     assert len(result.history) < 6 and result.history[-1].get("early_stop")
 
 
+def test_early_stopping_keeps_its_count_across_a_resume(
+    split_folders: Path, tmp_path: Path
+) -> None:
+    """The count of epochs without a new best is early stopping's own state, kept in the last
+    checkpoint: a run that crashes in its fourth epoch (the third without a new best, here:
+    epoch 2 reaches a validation loss of 0) and resumes stops where one that never crashed
+    stops."""
+
+    class CrashError(Exception):
+        pass
+
+    class CrashInFourthEpoch(Callback):
+        def on_epoch_end(self, state: dict[str, Any]) -> None:
+            if state["epoch"] == 3:
+                raise CrashError
+
+    options = _options(
+        strategy="head", epochs=6, augment="none", monitor="val_loss", patience=2, lr=5.0
+    )
+    reference = train_neural(split_folders, out=tmp_path / "reference", options=options)
+    with pytest.raises(CrashError):
+        train_neural(
+            split_folders,
+            out=tmp_path / "crashed",
+            options=options,
+            callbacks=[CrashInFourthEpoch()],
+        )
+    saved = torch.load(tmp_path / "crashed" / "checkpoint_last.pt", weights_only=True)
+    assert saved["callbacks"]["EarlyStopping"]["bad_epochs"] == 1  # the third epoch: no gain
+    resumed = train_neural(None, resume=tmp_path / "crashed")
+    assert reference.history[-1].get("early_stop") and len(reference.history) == 4
+    assert [h["epoch"] for h in resumed.history] == [h["epoch"] for h in reference.history]
+    assert resumed.history[-1].get("early_stop")
+
+
 def test_preflight_warns_about_swapped_channels(photos: dict[str, Path], tmp_path: Path) -> None:
     from graft.training.preflight import preflight
 

@@ -1,8 +1,12 @@
 """Hooks into the training loop, and the exception that ends a phase early.
 
-Five hooks, like skorch's ``on_*`` callbacks; stopping is an exception (fastai's
-``CancelFitException``), never a flag threaded through the loop. This module imports nothing
-heavy, so progress displays can subclass :class:`Callback` without loading PyTorch.
+Five hooks, like skorch's ``on_*`` callbacks, and a state to checkpoint (Lightning's
+``state_dict``/``load_state_dict``): the trainer saves the state of its own callbacks (weight
+averaging, early stopping) in ``checkpoint_last.pt`` and gives it back on resume, before
+``on_train_begin``, so a resumed run continues with the same counters and averages.
+Stopping is an exception (fastai's ``CancelFitException``), never a flag threaded through the
+loop. This module imports nothing heavy, so progress displays can subclass :class:`Callback`
+without loading PyTorch.
 
 Example:
     >>> class Count(Callback):
@@ -26,10 +30,19 @@ class StopTraining(Exception):  # noqa: N818 - named like fastai's CancelFitExce
 class Callback:
     """Hooks into the loop; override the ones you need.
 
-    ``state`` holds ``epoch``, ``phase``, ``path``, ``total_epochs``, ``steps``, ``model`` and
-    ``optimizer``; ``on_batch_end`` adds ``batch`` (loss, images seen, images/s) and
-    ``on_epoch_end`` adds ``record`` (the epoch's history entry).
+    ``state`` holds ``epoch``, ``phase``, ``phase_index``, ``path``, ``total_epochs``,
+    ``steps``, ``model`` and ``optimizer``; ``on_batch_end`` adds ``batch`` (loss, images
+    seen, images/s) and ``on_epoch_end`` adds ``record`` (the epoch's history entry) and
+    ``improved`` (whether the epoch became the best so far). ``on_train_begin`` and
+    ``on_train_end`` get ``run_dir``, ``phases``, ``epoch``, ``history`` and ``model``.
     """
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue as this callback would have (default: nothing)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back :meth:`state_dict`'s result (on resume, before ``on_train_begin``)."""
 
     def on_train_begin(self, state: dict[str, Any]) -> None:
         """Before the first epoch (also after a resume)."""

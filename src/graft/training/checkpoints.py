@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 import torch
@@ -25,14 +26,14 @@ def save_checkpoint(
     trainer: Trainer, path_name: str, model_state: dict[str, torch.Tensor] | None = None
 ) -> None:
     """Write a checkpoint (the model's weights, or ``model_state``) with the loop's state;
-    the last checkpoint also holds the optimizer's and the weight average's."""
+    the last checkpoint also holds the state of the trainer's own callbacks (the weight
+    average, early stopping)."""
     if not trainer.context.is_main:
         return
     state = {
         "epoch": trainer.epoch,
         "history": trainer.history,
         "best": trainer.best,
-        "bad_epochs": trainer.bad_epochs,
         "stopped_phases": trainer.stopped_phases,
         "probe": trainer.probe,
     }
@@ -40,9 +41,11 @@ def save_checkpoint(
         "model": trainer.model.state_dict() if model_state is None else model_state,
         "optimizer": trainer.optimizer.state_dict(),
         "state": state,
-        "ema": trainer.average.state_dict()
-        if trainer.average is not None and path_name == CHECKPOINT_LAST
-        else None,
+        "callbacks": {
+            type(callback).__name__: callback.state_dict() for callback in trainer.own_callbacks
+        }
+        if path_name == CHECKPOINT_LAST
+        else {},
     }
     with atomic_path(trainer.run_dir / path_name) as tmp:
         torch.save(checkpoint, tmp)
@@ -72,7 +75,16 @@ def restore_checkpoint(trainer: Trainer) -> None:
     trainer.epoch = int(state["epoch"])
     trainer.history = list(state["history"])
     trainer.best = dict(state["best"])
-    trainer.bad_epochs = int(state["bad_epochs"])
     trainer.stopped_phases = list(state["stopped_phases"])
     trainer.probe = state.get("probe")
-    trainer.saved_average = checkpoint.get("ema")
+    saved = checkpoint.get("callbacks")
+    if saved is None:  # written before the trainer's callbacks kept their own state
+        ends = list(itertools.accumulate(phase.epochs for phase in trainer.phases))
+        last = next((i for i, end in enumerate(ends) if trainer.epoch - 1 < end), None)
+        saved = {
+            "WeightAveraging": checkpoint.get("ema") or {},
+            "EarlyStopping": {"bad_epochs": state.get("bad_epochs", 0), "phase_index": last},
+        }
+    for callback in trainer.own_callbacks:
+        if type(callback).__name__ in saved:
+            callback.load_state_dict(saved[type(callback).__name__])

@@ -69,6 +69,7 @@ from graft.training.stages import (
     stage_parameter_groups,
     without_decay_on_1d,
 )
+from graft.training.standard_callbacks import EarlyStopping, WeightAveraging
 
 
 class Trainer:
@@ -90,7 +91,22 @@ class Trainer:
         self.options = options
         self.data_options = data_options
         self.config = config
-        self.callbacks = list(callbacks)
+        #: The weight average and early stopping: the trainer's own callbacks, whose state
+        #: its checkpoints keep (first and last around the caller's).
+        self.averaging = WeightAveraging(options.ema) if options.ema else None
+        self.stopping = (
+            EarlyStopping(options.monitor, options.patience)
+            if options.patience is not None
+            else None
+        )
+        self.own_callbacks: list[Callback] = [
+            callback for callback in (self.averaging, self.stopping) if callback is not None
+        ]
+        self.callbacks = [
+            *([self.averaging] if self.averaging else []),
+            *callbacks,
+            *([self.stopping] if self.stopping else []),
+        ]
         self.device = resolve_device(options.device)
         if self.device.type == "cuda" and self.context.enabled:
             self.device = torch.device("cuda", self.context.local_rank)
@@ -146,10 +162,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"value": None, "epoch": None}
         self.probe: dict[str, Any] | None = None
-        self.average: WeightAverage | None = None
-        self.saved_average: dict[str, Any] | None = None
         self.safeguard: dict[str, Any] = {}
-        self.bad_epochs = 0
         self.stopped_phases: list[int] = []
         self.finished = False
         self.model.to(self.device)
@@ -210,11 +223,8 @@ class Trainer:
         restore_checkpoint(self)
         if self.epoch == 0 and self.uses_probe:
             start_from_the_probe(self)
-        if self.options.ema:
-            self.average = WeightAverage(self.model, self.options.ema)  # on the model's device
-            if self.saved_average is not None:
-                self.average.load_state_dict(self.saved_average)
         shared = {
+            "model": self.model,
             "run_dir": self.run_dir,
             "phases": self.phases,
             "epoch": self.epoch,
@@ -248,16 +258,19 @@ class Trainer:
             group["lr"] = 0.0
         try:
             while self.epoch < end:
-                self._run_epoch(phase, data, start, trainable_stages)
-                self._early_stop(index)
+                self._run_epoch(index, phase, data, start, trainable_stages)
         except StopTraining:
             self.stopped_phases.append(index)
             self.epoch = end
             save_checkpoint(self, CHECKPOINT_LAST)
-        self.bad_epochs = 0
+
+    @property
+    def average(self) -> WeightAverage | None:
+        """The weight average, when the run keeps one (``--ema``)."""
+        return self.averaging.average if self.averaging is not None else None
 
     def _run_epoch(
-        self, phase: Phase, data: EpochData, start: int, trainable_stages: list[str]
+        self, index: int, phase: Phase, data: EpochData, start: int, trainable_stages: list[str]
     ) -> None:
         epoch = self.epoch
         seed_epoch(self.seed + 7919 * self.context.rank, epoch)  # per-process dropout draws
@@ -270,6 +283,7 @@ class Trainer:
             "optimizer": self.optimizer,
             "epoch": epoch,
             "phase": phase.name,
+            "phase_index": index,
             "path": phase.path,
             "total_epochs": self._total(),
             "steps": data.steps_per_epoch,
@@ -288,8 +302,6 @@ class Trainer:
             step[0] += 1
 
         def on_batch(batch: dict[str, Any]) -> None:
-            if self.average is not None:
-                self.average.update(self.model)
             state["batch"] = batch
             for callback in self.callbacks:
                 callback.on_batch_end(state)
@@ -326,18 +338,19 @@ class Trainer:
         record["eval_seconds"] = time.perf_counter() - clock - seconds
         self.history.append(record)
         self.epoch = epoch + 1
+        if self.context.is_main:
+            write_json_atomic(self.run_dir / HISTORY, self.history)
         # The best weights first: a kill between the two writes then leaves the previous last
         # checkpoint, and the resumed run repeats this epoch (never a "best" it does not hold).
-        if self._improved(record):
+        improved = self._improved(record)
+        if improved:
             average = self.average if self.best.get("weights") == "ema" else None
             save_checkpoint(self, CHECKPOINT_BEST, None if average is None else average.state)
             fault_point("neural.between-checkpoints")
-        save_checkpoint(self, CHECKPOINT_LAST)
-        if self.context.is_main:
-            write_json_atomic(self.run_dir / HISTORY, self.history)
-        state["record"] = record
-        for callback in self.callbacks:
+        state["record"], state["improved"] = record, improved
+        for callback in self.callbacks:  # early stopping, last, may end the phase here
             callback.on_epoch_end(state)
+        save_checkpoint(self, CHECKPOINT_LAST)  # with the callbacks' state after this epoch
 
     def _improved(self, record: dict[str, Any]) -> bool:
         """Whether the epoch's raw or averaged weights beat the best so far (raw on ties)."""
@@ -353,16 +366,8 @@ class Trainer:
         margin = probe_margin(self) if self.best.get("epoch") == 0 else 0.0
         if self.best["value"] is None or value > self.best["value"] + margin:
             self.best = {"value": value, "epoch": record["epoch"], "weights": weights}
-            self.bad_epochs = 0
             return True
-        self.bad_epochs += 1
         return False
-
-    def _early_stop(self, index: int) -> None:
-        patience = self.settings.patience
-        if patience is not None and self.bad_epochs >= patience:
-            self.history[-1]["early_stop"] = True
-            raise StopTraining(f"{self.settings.monitor} did not improve for {patience} epochs")
 
 
 def build_model(options: NeuralOptions, num_classes: int) -> tuple[TransferModel, str | None]:
