@@ -1,6 +1,6 @@
 """Hooks into the training loop, and the exception that ends a phase early.
 
-Five hooks, like skorch's ``on_*`` callbacks, and a state to checkpoint (Lightning's
+Six hooks, like skorch's ``on_*`` callbacks, and a state to checkpoint (Lightning's
 ``state_dict``/``load_state_dict``): the trainer saves the state of its own callbacks (weight
 averaging, early stopping) in ``checkpoint_last.pt`` and gives it back on resume, before
 ``on_train_begin``, so a resumed run continues with the same counters and averages.
@@ -47,8 +47,14 @@ class Callback:
     def on_train_begin(self, state: dict[str, Any]) -> None:
         """Before the first epoch (also after a resume)."""
 
+    def on_phase_begin(self, state: dict[str, Any]) -> None:
+        """Before a phase's first epoch (its remaining epochs, on resume), before its inputs
+        are built; ``state`` holds ``phase``, ``phase_index``, ``phase_top`` and ``model``.
+        A callback that freezes or unfreezes stages puts their names in
+        ``state["trainable_stages"]``."""
+
     def on_epoch_begin(self, state: dict[str, Any]) -> None:
-        """Before each epoch."""
+        """Before each epoch (the model is in training mode)."""
 
     def on_batch_end(self, state: dict[str, Any]) -> None:
         """After each optimisation step."""

@@ -106,6 +106,31 @@ class LoopSettings:
             raise ConfigError(f"--monitor {self.monitor!r} is not one of: {', '.join(MONITORS)}")
 
 
+def phase_schedule(
+    optimizer: torch.optim.Optimizer,
+    phase: Phase,
+    *,
+    total_steps: int,
+    done: int,
+    schedule: str,
+    warmup: float,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning-rate schedule of one phase, positioned at step ``done`` (``torch``'s
+    ``LambdaLR``: each group's rate is its phase base rate, by group name, times
+    :func:`lr_factor`; a group the phase does not name stays at 0).
+
+    On return every group holds the rate of step ``done``; call ``step()`` before each later
+    optimisation step. A resumed run rebuilds it at the step it reached.
+    """
+    for group in optimizer.param_groups:
+        group["initial_lr"] = phase.base_lrs.get(group["name"], 0.0)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: lr_factor(step, total_steps, schedule=schedule, warmup=warmup),
+        last_epoch=done - 1,
+    )
+
+
 def autocast(precision: str, device: torch.device) -> Any:
     """bf16 autocast for ``precision == 'bf16'``, else a no-op context."""
     if precision == "bf16":
@@ -118,10 +143,13 @@ def train_epoch(
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     optimizer: torch.optim.Optimizer,
     settings: LoopSettings,
-    set_lr: Callable[[], None],
+    schedule: torch.optim.lr_scheduler.LRScheduler,
     on_batch: Callable[[dict[str, Any]], None],
 ) -> dict[str, float]:
     """One pass over the training batches; returns mean loss and accuracy.
+
+    ``schedule`` holds the rates of the first step; it moves on after each step (and after
+    ``on_batch``, which sees the rates the step used).
 
     Batches mixed by mixup/cutmix carry soft targets (``N x classes`` floats); accuracy then
     counts the dominant class of each mixed target.
@@ -131,7 +159,6 @@ def train_epoch(
         inputs, targets = inputs.to(settings.device), targets.to(settings.device)
         soft = targets.is_floating_point()  # mixed batches carry soft targets
         labels = targets.argmax(1) if soft else targets
-        set_lr()
         with autocast(settings.precision, settings.device):
             logits = trainable(inputs).float()
         if soft:
@@ -156,6 +183,7 @@ def train_epoch(
                 "images_per_s": seen / (time.perf_counter() - start),
             }
         )
+        schedule.step()
     if seen == 0:
         raise ConfigError("an epoch had no training images (every image failed to decode?)")
     return {"loss": total_loss / seen, "accuracy": correct / seen, "images": seen}

@@ -45,6 +45,7 @@ from graft.training.augment import AugmentConfig, batch_mixer, preset
 from graft.training.checkpoints import restore_checkpoint, save_checkpoint
 from graft.training.distributed import Distributed
 from graft.training.ema import WeightAverage
+from graft.training.finetuning import FineTuning
 from graft.training.finishing import run_config
 from graft.training.inputs import PhaseInputs
 from graft.training.loop import (
@@ -53,8 +54,8 @@ from graft.training.loop import (
     LoopSettings,
     Phase,
     StopTraining,
-    lr_factor,
     monitored,
+    phase_schedule,
     train_epoch,
     validation_scores,
 )
@@ -63,9 +64,7 @@ from graft.training.options import NeuralOptions, plan_phases, resolve_precision
 from graft.training.pipelines import seed_epoch
 from graft.training.stages import (
     backbone_stages,
-    freeze_norm_statistics,
     resolve_unfreeze,
-    set_trainable,
     stage_parameter_groups,
     without_decay_on_1d,
 )
@@ -91,22 +90,6 @@ class Trainer:
         self.options = options
         self.data_options = data_options
         self.config = config
-        #: The weight average and early stopping: the trainer's own callbacks, whose state
-        #: its checkpoints keep (first and last around the caller's).
-        self.averaging = WeightAveraging(options.ema) if options.ema else None
-        self.stopping = (
-            EarlyStopping(options.monitor, options.patience)
-            if options.patience is not None
-            else None
-        )
-        self.own_callbacks: list[Callback] = [
-            callback for callback in (self.averaging, self.stopping) if callback is not None
-        ]
-        self.callbacks = [
-            *([self.averaging] if self.averaging else []),
-            *callbacks,
-            *([self.stopping] if self.stopping else []),
-        ]
         self.device = resolve_device(options.device)
         if self.device.type == "cuda" and self.context.enabled:
             self.device = torch.device("cuda", self.context.local_rank)
@@ -130,6 +113,29 @@ class Trainer:
         if options.strategy == "finetune":
             resolve_unfreeze(options.unfreeze, self.stages)  # names the stages if out of range
         self.phases = plan_phases(options, stage_count=len(self.stages))
+        #: The trainer's own callbacks, around the caller's: the weight average first, the
+        #: fine-tuning policy, early stopping last; the checkpoints keep their state.
+        self.averaging = WeightAveraging(options.ema) if options.ema else None
+        self.fine_tuning = FineTuning(
+            self.model.backbone.net,
+            self.stages,
+            bn=options.bn,
+            from_scratch=options.strategy == "scratch",
+        )
+        self.stopping = (
+            EarlyStopping(options.monitor, options.patience)
+            if options.patience is not None
+            else None
+        )
+        self.own_callbacks: list[Callback] = [
+            callback for callback in (self.averaging, self.stopping) if callback is not None
+        ]
+        self.callbacks = [
+            *([self.averaging] if self.averaging else []),
+            self.fine_tuning,
+            *callbacks,
+            *([self.stopping] if self.stopping else []),
+        ]
         self.inputs = PhaseInputs(
             model=self.model,
             stages=self.stages,
@@ -251,11 +257,18 @@ class Trainer:
         return sum(phase.epochs for phase in self.phases)
 
     def _run_phase(self, index: int, phase: Phase, start: int, end: int) -> None:
-        trainable_stages = set_trainable(self.model.backbone.net, self.stages, phase.top)
+        state: dict[str, Any] = {
+            "phase": phase.name,
+            "phase_index": index,
+            "phase_top": phase.top,
+            "model": self.model,
+            "trainable_stages": [],
+        }
+        for callback in self.callbacks:  # the fine-tuning policy freezes and unfreezes
+            callback.on_phase_begin(state)
+        trainable_stages = list(state["trainable_stages"])
         data = self.inputs.epoch_data(phase)
         data.trainable = self.context.wrap(data.trainable, self.device)
-        for group in self.optimizer.param_groups:
-            group["lr"] = 0.0
         try:
             while self.epoch < end:
                 self._run_epoch(index, phase, data, start, trainable_stages)
@@ -275,9 +288,7 @@ class Trainer:
         epoch = self.epoch
         seed_epoch(self.seed + 7919 * self.context.rank, epoch)  # per-process dropout draws
         self.model.train()
-        data.trainable.train()
-        if self.options.strategy != "scratch" and self.options.bn != "train":
-            freeze_norm_statistics(self.model, everywhere=self.options.bn == "eval")
+        data.trainable.train()  # the fine-tuning policy then freezes BatchNorm statistics
         state = {
             "model": self.model,
             "optimizer": self.optimizer,
@@ -290,25 +301,26 @@ class Trainer:
         }
         for callback in self.callbacks:
             callback.on_epoch_begin(state)
-        step = [(epoch - start) * data.steps_per_epoch]
-        total_steps = phase.epochs * data.steps_per_epoch
-
-        def set_lr() -> None:
-            factor = lr_factor(
-                step[0], total_steps, schedule=self.settings.schedule, warmup=self.settings.warmup
-            )
-            for group in self.optimizer.param_groups:
-                group["lr"] = phase.base_lrs.get(group["name"], 0.0) * factor
-            step[0] += 1
+        steps = data.steps_per_epoch
+        schedule = phase_schedule(
+            self.optimizer,
+            phase,
+            total_steps=phase.epochs * steps,
+            done=(epoch - start) * steps,
+            schedule=self.settings.schedule,
+            warmup=self.settings.warmup,
+        )
+        rates: dict[str, float] = {}  # those of the epoch's last step
 
         def on_batch(batch: dict[str, Any]) -> None:
+            rates.update({g["name"]: g["lr"] for g in self.optimizer.param_groups if g["lr"] > 0})
             state["batch"] = batch
             for callback in self.callbacks:
                 callback.on_batch_end(state)
 
         clock = time.perf_counter()
         train = train_epoch(
-            data.trainable, data.train(epoch), self.optimizer, self.settings, set_lr, on_batch
+            data.trainable, data.train(epoch), self.optimizer, self.settings, schedule, on_batch
         )
         seconds = time.perf_counter() - clock
         loss_sum, correct, images = self.context.sum(
@@ -322,11 +334,7 @@ class Trainer:
             "trainable": ["head", *trainable_stages],
             "train_loss": train["loss"],
             "train_accuracy": train["accuracy"],
-            "lr": {
-                group["name"]: group["lr"]
-                for group in self.optimizer.param_groups
-                if group["lr"] > 0
-            },
+            "lr": dict(rates),
             "seconds": seconds,
             "images_per_s": train["images"] / seconds,
         }
