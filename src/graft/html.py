@@ -1,5 +1,8 @@
 """Self-contained HTML reports: every image embedded, no scripts, no fonts, opens offline.
 
+The page and its pieces are Jinja2 macros (``templates/report.html.j2``) with autoescaping:
+every value is text unless it is HTML graft built with these helpers.
+
 Example:
     >>> html = render_html("t", [Section("metrics", "<p>ok</p>")])
     >>> "<script" in html, "<h2>metrics</h2>" in html
@@ -9,12 +12,15 @@ Example:
 from __future__ import annotations
 
 import base64
-import html
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
+
+from jinja2 import Environment, PackageLoader
+from markupsafe import Markup
 
 from graft.fileio import atomic_path
 
@@ -42,8 +48,7 @@ class Section:
 
 def image_tag(png: bytes, alt: str) -> str:
     """An ``<img>`` with the PNG embedded as a data URI."""
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return str(_macros().image(base64.b64encode(png).decode("ascii"), alt))
 
 
 def table(
@@ -54,42 +59,35 @@ def table(
     table_id: str = "",
 ) -> str:
     """An HTML table; cells are escaped."""
-    attributes = f' id="{html.escape(table_id)}"' if table_id else ""
-    lines = [f"<table{attributes}><thead><tr>"]
-    lines += [f"<th>{html.escape(str(cell))}</th>" for cell in header]
-    lines.append("</tr></thead><tbody>")
-    for index, row in enumerate(rows):
-        css = f' class="{row_classes[index]}"' if row_classes and row_classes[index] else ""
-        lines.append(
-            f"<tr{css}>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
-        )
-    lines.append("</tbody></table>")
-    return "".join(lines)
+    return str(_macros().table(header, rows, row_classes, table_id))
 
 
 def paragraph(text: str, *, note: bool = False) -> str:
     """An escaped paragraph."""
-    css = ' class="note"' if note else ""
-    return f"<p{css}>{html.escape(text)}</p>"
+    return str(_macros().paragraph(text, note))
 
 
 def json_block(data: Any) -> str:
     """Pretty JSON in a ``<pre>`` block."""
-    return f"<pre>{html.escape(json.dumps(data, indent=2, default=str))}</pre>"
+    return str(_macros().pre(json.dumps(data, indent=2, default=str)))
+
+
+def card(images: Sequence[str], names: str, caption: str, title: str) -> str:
+    """A small captioned block of images (from :func:`image_tag`); the texts are escaped."""
+    return str(_macros().card(Markup("".join(images)), names, caption, title))
 
 
 def render_html(title: str, sections: Sequence[Section]) -> str:
-    """The whole document."""
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-    ]
-    for section in sections:
-        parts.append(f"<section><h2>{html.escape(section.title)}</h2>{section.body}</section>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    """The whole document (each section's body is HTML graft built)."""
+    trusted = [Section(section.title, Markup(section.body)) for section in sections]
+    return str(_macros().page(title, trusted, Markup(_STYLE)))
+
+
+@cache
+def _macros() -> Any:
+    """The macros of ``templates/report.html.j2`` (Jinja2, autoescaped)."""
+    environment = Environment(loader=PackageLoader("graft", "templates"), autoescape=True)
+    return environment.get_template("report.html.j2").module
 
 
 def write_html(path: Path, title: str, sections: Sequence[Section]) -> Path:

@@ -14,12 +14,11 @@ Example:
 
 from __future__ import annotations
 
-import html
 import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from graft.html import Section, image_tag, paragraph, table, write_html
+from graft.html import Section, card, image_tag, paragraph, table, write_html
 
 if TYPE_CHECKING:
     from graft.auditing.api import AuditResult
@@ -129,12 +128,8 @@ def _more(count: int) -> str:
 
 
 def _card(paths: list[Path], caption: str, title: str) -> str:
-    images = "".join(image_tag(_thumbnail(path), path.name) for path in paths)
-    names = " ~ ".join(path.name for path in paths)
-    return (
-        f'<div class="finding" title="{html.escape(title)}">{images}'
-        f"<div><b>{html.escape(names)}</b></div><div>{html.escape(caption)}</div></div>"
-    )
+    images = [image_tag(_thumbnail(path), path.name) for path in paths]
+    return card(images, " ~ ".join(path.name for path in paths), caption, title)
 
 
 def _thumbnail(path: Path) -> bytes:
