@@ -36,10 +36,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from graft.data.loading import decode_pixels
+from graft.data.table import read_table
+from graft.engines.onnx_io import cpu_session, export_onnx, quantize_onnx_controlled
 from graft.errors import ConfigError, DataError
 from graft.fileio import atomic_path
 from graft.models import Probabilities
 from graft.predictor import Predictor, load
+from graft.training.linear import library_versions
+from graft.tta import view_average
 from graft.zoo.records import Preprocessing
 
 FORMATS = ("onnx", "torchscript")
@@ -67,7 +72,6 @@ class ExportResult:
 
 def metadata(predictor: Predictor, preprocessing: Preprocessing, *, int8: bool) -> dict[str, str]:
     """What travels inside the exported model."""
-    from graft.training.linear import library_versions
 
     return {
         "graft": json.dumps(
@@ -131,8 +135,6 @@ def export_model(
     module: torch.nn.Module = Probabilities(predictor.model).eval()
     preprocessing = predictor.model.preprocessing
     if predictor.tta != "none":
-        from graft.tta import view_average
-
         module = view_average(module, predictor.tta)
     size = preprocessing.input_size
     example = torch.zeros((1, 3, size, size), dtype=torch.uint8)
@@ -183,8 +185,6 @@ def _export_onnx(
     """Write the ONNX file; for int8, return what the quantization did."""
     import onnx
 
-    from graft.engines.onnx_io import export_onnx, quantize_onnx_controlled
-
     report: dict[str, Any] = {}
     with atomic_path(target) as tmp:
         float_path = tmp.with_suffix(".float.onnx")
@@ -218,7 +218,6 @@ def _export_torchscript(module: Any, example: Any, target: Path, info: dict[str,
 
 
 def _onnx_runner(path: Path) -> Any:
-    from graft.engines.onnx_io import cpu_session
 
     session = cpu_session(path)
 
@@ -229,7 +228,6 @@ def _onnx_runner(path: Path) -> Any:
 
 
 def _sample_paths(folder: Path, splits: tuple[str, ...], limit: int) -> list[Path]:
-    from graft.data.table import read_table
 
     manifest = folder / "split.csv"
     if not manifest.is_file():
@@ -246,7 +244,6 @@ def _sample_paths(folder: Path, splits: tuple[str, ...], limit: int) -> list[Pat
 
 def _training_pixels(folder: Path, preprocessing: Any) -> tuple[np.ndarray, np.ndarray]:
     """Calibration pixels and the accuracy-control pool, disjoint when the split allows."""
-    from graft.data.loading import decode_pixels
 
     paths = _sample_paths(folder, ("train",), CALIBRATION_IMAGES + CONTROL_POOL)
     pixels = decode_pixels(paths, preprocessing)
@@ -271,7 +268,6 @@ def _torch_probabilities(module: Any, pixels: np.ndarray) -> np.ndarray:
 def _check(
     result: ExportResult, module: Any, run_exported: Any, folder: Path, preprocessing: Any
 ) -> None:
-    from graft.data.loading import decode_pixels
 
     paths = _sample_paths(folder, ("val", "test"), CHECK_IMAGES) or _sample_paths(
         folder, ("train",), CHECK_IMAGES
@@ -305,13 +301,11 @@ def _accuracies(
     module: Any, run_exported: Any, folder: Path, preprocessing: Any
 ) -> dict[str, float]:
     """Float and int8 accuracy on the validation (else test) split."""
-    from graft.data.table import read_table
 
     samples = [s for s in read_table(folder / "split.csv").samples if s.split in ("val",)]
     if not samples:
         samples = [s for s in read_table(folder / "split.csv").samples if s.split == "test"]
     classes = json.loads((folder / "config.json").read_text())["classes"]
-    from graft.data.loading import decode_pixels
 
     pixels = decode_pixels([s.path for s in samples], preprocessing)
     if len(pixels) != len(samples):

@@ -23,10 +23,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from graft.data.images import load_image, to_rgb
+from graft.data.loading import iter_decoded
+from graft.data.transforms import eval_transform, resize_target
+from graft.engines import create_engine
+from graft.engines.base import bf16_native
+from graft.engines.onnx_io import cpu_session
 from graft.errors import ConfigError, DataError
+from graft.features.extract import extract_features, feature_engine
+from graft.hashing import sha256_file
+from graft.heads import ClassicHead
 from graft.models import Probabilities, RunModel, feature_specs, load_run_model
 from graft.runs import HEAD, MODEL, RunConfig, read_run_config
 from graft.tta import averaged, check_tta
+from graft.zoo.records import Preprocessing
 
 if TYPE_CHECKING:
     import torch
@@ -104,12 +114,10 @@ class Predictor:
 
     def draft_size(self) -> int:
         """The shorter side a JPEG may be decoded down to for this run's inputs."""
-        from graft.data.transforms import resize_target
 
         return max(resize_target(p) for p in self.preprocessings)
 
     def _tensors(self, image: Image.Image) -> list[torch.Tensor]:
-        from graft.data.transforms import eval_transform
 
         if self._transforms is None:
             self._transforms = [eval_transform(p) for p in self.preprocessings]
@@ -137,9 +145,6 @@ class Predictor:
 
         A file that cannot be read yields a :class:`Prediction` with ``error`` set.
         """
-
-        from graft.data.images import load_image
-        from graft.data.loading import iter_decoded
 
         draft = self.draft_size()
 
@@ -259,9 +264,6 @@ class LinearPredictor(Predictor):
     def features_from_pixels(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Backbone features (concatenated over the run's backbones) of uint8 pixels."""
         if not self._engines:
-            from graft.engines.base import bf16_native
-            from graft.features.extract import feature_engine
-
             # A bf16 run on a machine without bf16 units predicts from fp32 features, which its
             # precision check found within tolerance of the bf16 ones it was trained on.
             native = all(s.precision != "bf16" for s in self.specs) or bf16_native(self.engine_name)
@@ -283,7 +285,6 @@ class LinearPredictor(Predictor):
     ) -> tuple[np.ndarray, np.ndarray, list[tuple[Path, str]]]:
         """Predict image files through the feature cache (fast for files seen before; with
         test-time augmentation, the flipped images are computed)."""
-        from graft.features.extract import extract_features
 
         if self.tta != "none":
             return super().predict_files(paths, hashes)
@@ -321,9 +322,6 @@ class NeuralPredictor(Predictor):
 
     def probabilities_from_pixels(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         if self._engine is None:
-            from graft.engines import create_engine
-            from graft.hashing import sha256_file
-
             self._engine = create_engine(
                 Probabilities(self.model).eval(),
                 input_size=self.preprocessing.input_size,
@@ -337,8 +335,6 @@ class OnnxPredictor(Predictor):
     """A run's exported ONNX model, run by ONNX Runtime (preprocessing from its metadata)."""
 
     def __init__(self, run_dir: Path, run: RunConfig, model_file: Path) -> None:
-        from graft.engines.onnx_io import cpu_session
-        from graft.zoo.records import Preprocessing
 
         super().__init__(run_dir, run, "onnx")
         self.session = cpu_session(model_file)
@@ -375,8 +371,6 @@ def to_image(item: Any, draft_size: int) -> Image.Image:
         DataError: An unreadable file, or an array that is not uint8 pixels.
     """
     from PIL import Image
-
-    from graft.data.images import load_image, to_rgb
 
     if isinstance(item, (str, Path)):
         return load_image(item, draft_size=draft_size)
@@ -423,7 +417,6 @@ def load(
         DataError: Not a run directory, or a file of it is missing or corrupt.
         ConfigError: Unknown backend, or a strategy this graft cannot load.
     """
-    from graft.heads import ClassicHead
 
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}")

@@ -8,62 +8,17 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from graft.data.dataset import read_labelled
+from graft.data.scan import FileIndex, default_index_path
 from graft.errors import ConfigError, DataError
-from graft.evaluation.interpret import confused_pairs, top_losses
+from graft.evaluation.result import Evaluation
+from graft.evaluation.run_report import write_run_report
 from graft.metrics import classification_metrics
-from graft.runs import MANIFEST, RunConfig, predictions_file, read_config, read_predictions
-
-REPORT = "report.html"
-GALLERY_SIZE = 12
-
-
-@dataclass
-class Evaluation:
-    """Predictions of a run on one set of labelled images, and their metrics."""
-
-    run_dir: Path
-    config: dict[str, Any]
-    split: str
-    data: str | None
-    paths: list[str]
-    truth: list[str]
-    probabilities: np.ndarray
-    classes: list[str]
-    metrics: dict[str, Any]
-    skipped: int = 0
-
-    @property
-    def run(self) -> RunConfig:
-        """The run's configuration, typed."""
-        return RunConfig.from_dict(self.config)
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``graft evaluate --json`` document."""
-        losses = top_losses(self.truth, self.probabilities, self.classes, k=GALLERY_SIZE)
-        return {
-            "run": str(self.run_dir),
-            "split": self.split,
-            "data": self.data,
-            "skipped": self.skipped,
-            **self.metrics,
-            "top_losses": [
-                {
-                    "path": self.paths[item.index],
-                    "true": item.true,
-                    "predicted": item.predicted,
-                    "confidence": item.confidence,
-                    "loss": item.loss,
-                }
-                for item in losses
-            ],
-            "confused_pairs": confused_pairs(self.metrics["confusion_matrix"], self.classes),
-        }
+from graft.predictor import load
+from graft.runs import MANIFEST, predictions_file, read_config, read_predictions
 
 
 def evaluate(
@@ -98,8 +53,6 @@ def evaluate(
     result = evaluation.to_json()
     result["tta"] = tta or evaluation.run.tta
     if report:
-        from graft.evaluation.run_report import write_run_report
-
         result["report"] = str(write_run_report(evaluation))
     return result
 
@@ -151,9 +104,6 @@ def _on_data(
     root: Path | None,
     tta: str | None = None,
 ) -> Evaluation:
-    from graft.data.dataset import read_labelled
-    from graft.data.scan import FileIndex, default_index_path
-    from graft.predictor import load
 
     images = read_labelled(data, root=root)
     samples = images.samples

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from graft.data.images import load_image
+from graft.data.transforms import eval_transform
 from graft.errors import DataError
-from graft.evaluation.evaluate import GALLERY_SIZE, REPORT, Evaluation
 from graft.evaluation.interpret import confused_pairs, gradcam, gradcam_model, overlay, top_losses
 from graft.evaluation.plots import (
     confusion_png,
@@ -25,6 +26,7 @@ from graft.evaluation.plots import (
     reliability_png,
     roc_pr_png,
 )
+from graft.evaluation.result import GALLERY_SIZE, REPORT, Evaluation
 from graft.fileio import atomic_path
 from graft.html import (
     Section,
@@ -36,6 +38,7 @@ from graft.html import (
     write_html,
 )
 from graft.metrics import curves, reliability
+from graft.predictor import load
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -190,9 +193,6 @@ def _data(evaluation: Evaluation) -> Section:
 def _display_images(paths: list[str], evaluation: Evaluation) -> list[Image.Image]:
     from PIL import Image
 
-    from graft.data.images import load_image
-    from graft.data.transforms import eval_transform
-
     transform = eval_transform(evaluation.run.backbones[0].preprocessing)
     images = []
     for path in paths:
@@ -249,10 +249,6 @@ def _gradcam_overlays(
     evaluation: Evaluation, paths: list[str], targets: list[int]
 ) -> list[np.ndarray] | None:
     import torch
-
-    from graft.data.images import load_image
-    from graft.data.transforms import eval_transform
-    from graft.predictor import load
 
     if not paths:
         return None

@@ -38,6 +38,7 @@ from graft.data.splits import write_manifest
 from graft.data.validate import DataReport
 from graft.errors import ConfigError
 from graft.fileio import atomic_path
+from graft.ladder.compare import compare_runs
 from graft.runs import (
     CONFIG,
     METRICS,
@@ -47,6 +48,9 @@ from graft.runs import (
     write_config,
 )
 from graft.training.callbacks import Callback, StopTraining
+from graft.training.linear import LinearOptions, default_run_dir, train_linear
+from graft.training.neural import CARVED_VAL, NeuralOptions, train_neural
+from graft.zoo.registry import DEFAULT_BACKBONE
 
 DEFAULT_BUDGET = "10m"
 LADDER = "ladder"
@@ -140,9 +144,6 @@ def ladder(options: dict[str, Any]) -> list[Rung]:
     """
     from dataclasses import fields
 
-    from graft.training.linear import LinearOptions
-    from graft.training.neural import NeuralOptions
-
     linear = {f.name for f in fields(LinearOptions)}
     neural = {f.name for f in fields(NeuralOptions)} - {"strategy"}
     tuned = {k: v for k, v in options.items() if k in neural}
@@ -186,8 +187,6 @@ def train_auto(
         ConfigError: A bad budget, ``out`` exists, or no validation split (``--val 0``).
         DataError: Unusable data.
     """
-    from graft.training.linear import default_run_dir, train_linear
-    from graft.training.neural import CARVED_VAL, NeuralOptions, train_neural
 
     started = time.monotonic()
     budget_s = parse_budget(budget)
@@ -275,7 +274,6 @@ def train_auto(
         f" (vs {others})" if others else ""
     )
     split = "test" if report.images.split("test") else "val"
-    from graft.ladder.compare import compare_runs
 
     backbone = str((options or {}).get("backbone") or _default_backbone())
     compare_runs(
@@ -363,12 +361,10 @@ def _held_out_accuracy(result: Any) -> float:
 
 
 def _linear_options(options: dict[str, Any]) -> Any:
-    from graft.training.linear import LinearOptions
 
     return LinearOptions(**options)
 
 
 def _default_backbone() -> str:
-    from graft.zoo.registry import DEFAULT_BACKBONE
 
     return DEFAULT_BACKBONE

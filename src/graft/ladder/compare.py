@@ -23,16 +23,26 @@ from typing import Any
 
 import numpy as np
 
-from graft.data.prepare import DataOptions
+from graft.classification import imagenet_probabilities
+from graft.data.dataset import read_labelled
+from graft.data.prepare import DataOptions, prepare
+from graft.data.splits import write_manifest
 from graft.data.validate import DataReport
 from graft.errors import ConfigError, DataError
 from graft.evaluation.evaluate import evaluate_run
 from graft.fileio import write_json_atomic
 from graft.heads import ClassicHead
+from graft.ladder.compare_report import write_compare_report
 from graft.metrics import classification_metrics, roc_auc
 from graft.models import ProbeNetwork, TransferModel, load_run_model
-from graft.runs import HEAD, RunConfig
+from graft.predictor import load
+from graft.ranking.rank import rank
+from graft.runs import HEAD, RunConfig, read_config
+from graft.training.api import STRATEGIES, train
+from graft.training.linear import LinearOptions
+from graft.training.neural import CARVED_VAL, NeuralOptions
 from graft.training.stages import backbone_stages
+from graft.zoo.registry import get_backbone
 
 COMPARE_JSON = "compare.json"
 COMPARE_HTML = "compare.html"
@@ -168,9 +178,6 @@ def compare(
         ConfigError: Unknown strategy, or no split to evaluate on.
         DataError: Unusable data.
     """
-    from graft.data.prepare import prepare
-    from graft.data.splits import write_manifest
-    from graft.training.api import STRATEGIES
 
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or not strategies:
@@ -182,7 +189,6 @@ def compare(
     if not manifest.is_file():
         if data is None:
             raise ConfigError(f"{out} holds no comparison to resume; pass DATA")
-        from graft.training.neural import CARVED_VAL
 
         # every strategy trains on the same images: the validation split the neural ones would
         # carve from train is carved once, here
@@ -248,7 +254,6 @@ def compare_runs(
 
 
 def _write(comparison: Comparison) -> Comparison:
-    from graft.ladder.compare_report import write_compare_report
 
     write_json_atomic(comparison.out / COMPARE_JSON, comparison.to_json())
     write_compare_report(comparison)
@@ -269,8 +274,6 @@ def _resolve_backbones(
     if saved.is_file():
         ranking = json.loads(saved.read_text())
     else:
-        from graft.ranking.rank import rank
-
         ranking = rank(manifest, engine=str(options.get("engine", "auto"))).to_dict()
         write_json_atomic(saved, ranking)
     names = [c["backbone"] for c in ranking["candidates"] if c["layer"] == "final"]
@@ -286,10 +289,6 @@ def _train_or_resume(
     on_run: Callable[[str, str, str], None] | None,
     callbacks: Sequence[Any],
 ) -> None:
-    from graft.runs import read_config
-    from graft.training.api import train
-    from graft.training.linear import LinearOptions
-    from graft.training.neural import NeuralOptions
 
     config = read_config(run_dir) if (run_dir / "config.json").is_file() else None
     if config is not None and config.get("status", "complete") == "complete":
@@ -385,7 +384,6 @@ def _parameters(run_dir: Path, run: RunConfig) -> tuple[int | None, int | None]:
 
 def _inference_speed(run_dir: Path, paths: list[str]) -> float | None:
     """Images per second of ``graft.load(run).predict`` (decode, preprocess, model)."""
-    from graft.predictor import load
 
     sample = paths[:SPEED_SAMPLE]
     if not sample:
@@ -422,9 +420,6 @@ def _imagenet_row(
     notes: list[str],
 ) -> Row | None:
     """The zero-training row: the ImageNet head's probabilities summed per mapped class."""
-    from graft.classification import imagenet_probabilities
-    from graft.data.dataset import read_labelled
-    from graft.zoo.registry import get_backbone
 
     record = get_backbone(backbone)
     if record.labels != "imagenet-1k":

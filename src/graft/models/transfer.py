@@ -20,7 +20,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from graft.zoo.model import GraftModel
+from graft.zoo.model import GraftModel, create_model
 from graft.zoo.records import BackboneRecord
 
 
@@ -101,7 +101,6 @@ def build_transfer_model(
 
     The backbone's own dropout before its classifier is switched off: the new head has its own.
     """
-    from graft.zoo.model import create_model
 
     model = create_model(backbone, pretrained=pretrained, num_classes=0)
     if hasattr(model.net, "drop_rate"):

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from graft.data.transforms import eval_transform
 from graft.errors import ConfigError
 from graft.zoo.records import Preprocessing
 
@@ -146,8 +147,6 @@ def preset(name: str) -> AugmentConfig:
 def train_transform(preprocessing: Preprocessing, config: AugmentConfig) -> Any:
     """Return the training transform: PIL image in, ``3 x S x S`` uint8 tensor out."""
     from torchvision import transforms
-
-    from graft.data.transforms import eval_transform
 
     if config.is_identity:
         return eval_transform(preprocessing)

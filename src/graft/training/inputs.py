@@ -20,8 +20,12 @@ import torch
 from torch import nn
 
 from graft.data.dataset import Sample
+from graft.data.transforms import eval_transform, resize_target
 from graft.data.validate import DataReport
 from graft.errors import DataError
+from graft.features.extract import FeatureSpec, extract_features
+from graft.features.layers import feature_module
+from graft.features.precision import select_precision
 from graft.models.transfer import TransferModel
 from graft.training.augment import AugmentConfig, train_transform
 from graft.training.distributed import Distributed
@@ -160,7 +164,6 @@ class PhaseInputs:
         self, phase: Phase, split: tuple[nn.Module, nn.Module] | None
     ) -> tuple[Any, nn.Module]:
         """The frozen part on the inference engine, and the trainable module above it."""
-        from graft.features.layers import feature_module
 
         spec = self._feature_spec()
         key = spec.model_key
@@ -212,7 +215,6 @@ class PhaseInputs:
         return max(0, min(4, os.cpu_count() or 1))
 
     def _dataset(self, samples: list[Sample], *, train: bool) -> ImageDataset:
-        from graft.data.transforms import eval_transform, resize_target
 
         transform = (
             train_transform(self.preprocessing, self.augment)
@@ -228,7 +230,6 @@ class PhaseInputs:
 
     def _feature_spec(self) -> Any:
         """The frozen backbone's features, at the precision :meth:`_frozen_precision` chose."""
-        from graft.features.extract import FeatureSpec
 
         spec = FeatureSpec(self.model.record, self.preprocessing, "final", "avg")
         return spec.with_precision(self._frozen_precision(spec))
@@ -237,7 +238,6 @@ class PhaseInputs:
         """The frozen parts' precision: ``--precision auto`` takes bf16 where the engine runs it
         natively and the probe guard passes on this data (int8 is not tried: the frozen lower
         stages would need their own calibration); chosen once per run, kept on resume."""
-        from graft.features.precision import select_precision
 
         if self.frozen_precision:
             return str(self.frozen_precision["precision"])
@@ -258,7 +258,6 @@ class PhaseInputs:
         return choice.precision
 
     def cached_features(self, samples: list[Sample]) -> torch.Tensor | None:
-        from graft.features.extract import extract_features
 
         if not samples:
             return None

@@ -40,7 +40,9 @@ from graft.features.extract import (
     ProgressCallback,
     extract_features,
 )
+from graft.features.precision import select_precision
 from graft.fileio import write_json_atomic
+from graft.heads import fit_head
 from graft.metrics import classification_metrics
 from graft.runs import (
     HEAD,
@@ -157,7 +159,6 @@ def train_linear(
         DataError: Unusable data.
         ConfigError: Bad options, or ``out`` exists without ``overwrite``.
     """
-    from graft.heads import fit_head
 
     options = options or LinearOptions()
     data_options = data_options or DataOptions()
@@ -226,7 +227,6 @@ def _guard(
     report: DataReport, specs: list[FeatureSpec], options: LinearOptions
 ) -> tuple[list[FeatureSpec], list[PrecisionChoice]]:
     """Choose (``auto``) or calibrate and check each spec's precision against fp32."""
-    from graft.features.precision import select_precision
 
     samples = report.images.samples
     resolved, choices = [], []

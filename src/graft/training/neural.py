@@ -34,7 +34,9 @@ from graft.data.validate import DataReport
 from graft.errors import ConfigError
 from graft.runs import MANIFEST, METRICS, check_replaceable, read_run_config
 from graft.training.callbacks import Callback
+from graft.training.distributed import from_environment
 from graft.training.finishing import finish_run
+from graft.training.linear import default_run_dir
 from graft.training.options import (
     BN_MODES,
     CARVED_VAL,
@@ -44,6 +46,7 @@ from graft.training.options import (
     plan_phases,
     resolve_precision,
 )
+from graft.training.preflight import preflight
 from graft.training.trainer import Trainer
 
 __all__ = [
@@ -87,8 +90,6 @@ def train_neural(
         DataError: Unusable data.
         ConfigError: Bad options, ``out`` exists, or nothing to resume.
     """
-    from graft.training.distributed import from_environment
-    from graft.training.linear import default_run_dir
 
     started = time.perf_counter()
     context = from_environment()
@@ -141,8 +142,6 @@ def train_neural(
         context,
     )
     if resume is None and options.strategy != "scratch":
-        from graft.training.preflight import preflight
-
         train_paths = [sample.path for sample in report.images.split("train")]
         report.warnings.extend(preflight(train_paths, trainer.model.record))
     if on_report is not None and context.is_main:

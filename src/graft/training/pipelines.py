@@ -40,6 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from graft.data.images import load_image
+from graft.engines import create_engine
 from graft.errors import ConfigError, DataError
 
 PATHS = ("cached-features", "frozen-engine", "cached-boundary", "frozen-lower", "full")
@@ -207,7 +208,6 @@ def frozen_runner(
 ) -> FrozenRunner:
     """Wrap a frozen module (uint8 pixels in) in the fastest available engine (``fp32`` or
     ``bf16``; ``cache_key`` must name the precision)."""
-    from graft.engines import create_engine
 
     runner = create_engine(
         module.eval(),

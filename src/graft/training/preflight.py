@@ -21,8 +21,11 @@ import numpy as np
 from PIL import Image
 
 from graft.data.images import load_image
+from graft.data.transforms import eval_transform
 from graft.errors import DataError
+from graft.zoo.model import create_model
 from graft.zoo.records import BackboneRecord
+from graft.zoo.registry import get_backbone
 
 SAMPLE = 16
 
@@ -68,10 +71,6 @@ def _head_prefers_swapped(images: Sequence[Image.Image], backbone: str | Backbon
     ``True`` when there is no ImageNet head to ask (the colour statistics then decide alone).
     """
     import torch
-
-    from graft.data.transforms import eval_transform
-    from graft.zoo.model import create_model
-    from graft.zoo.registry import get_backbone
 
     record = get_backbone(backbone) if isinstance(backbone, str) else backbone
     if not (record.pretrained and record.labels == "imagenet-1k"):

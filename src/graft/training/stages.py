@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from graft.errors import ConfigError
+from graft.zoo.squeezenet import SqueezeNet
 
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -171,8 +172,6 @@ def _sequence(net: nn.Module) -> list[Step] | None:
     from timm.models.efficientnet import EfficientNet
     from timm.models.mobilenetv3 import MobileNetV3
     from timm.models.resnet import ResNet
-
-    from graft.zoo.squeezenet import SqueezeNet
 
     if isinstance(net, (EfficientNet, MobileNetV3)):
         steps: list[Step] = [(0, net.conv_stem), (0, net.bn1)]
