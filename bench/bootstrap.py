@@ -51,7 +51,7 @@ def main() -> None:
             ).confidence_interval
             for name, statistic in (
                 ("accuracy", lambda t, p, axis=-1: (t == p).mean(axis=axis)),
-                ("macro_f1", lambda t, p, axis=-1: _macro_f1(t, p, classes, axis)),
+                ("macro_f1", lambda t, p, axis=-1, c=classes: _macro_f1(t, p, c, axis)),
             )
         }
         scipy_s = time.perf_counter() - start

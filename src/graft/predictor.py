@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from graft.data.images import load_image, to_rgb
 from graft.data.loading import iter_decoded
@@ -33,13 +34,19 @@ from graft.errors import ConfigError, DataError
 from graft.features.extract import extract_features, feature_engine
 from graft.hashing import sha256_file
 from graft.heads import ClassicHead
-from graft.models import Probabilities, RunModel, feature_specs, load_run_model
+from graft.models import (
+    Probabilities,
+    ProbeNetwork,
+    RunModel,
+    feature_specs,
+    load_run_model,
+    probe_network,
+)
 from graft.runs import HEAD, MODEL, RunConfig, read_run_config
 from graft.tta import averaged, check_tta
 from graft.zoo.records import Preprocessing
 
 if TYPE_CHECKING:
-    import torch
     from PIL import Image
 
     from graft.engines import Engine
@@ -247,15 +254,32 @@ class LinearPredictor(Predictor):
         self.specs = specs
         self.head = head
         self._engines: list[Engine] = []
-        self._model: RunModel | None = None
+        self._network: ProbeNetwork | None = None
+
+    @property
+    def network(self) -> ProbeNetwork:
+        """The run's network (built on first use): its extractors run on the inference engine,
+        its head scores their features; cached features go straight to the head."""
+        if self._network is None:
+            self._network = probe_network(self.run_dir, self.run)
+        return self._network
 
     @property
     def model(self) -> RunModel:
-        """The backbones' feature extractors under the head, built on first use (the predictor
-        itself computes features on the inference engine, or reads them from the cache)."""
-        if self._model is None:
-            self._model = load_run_model(self.run_dir, self.run)
-        return self._model
+        """The run as one network: :attr:`network`, taking one input size.
+
+        Raises:
+            ConfigError: The run's backbones take different input sizes.
+        """
+        sizes = {spec.preprocessing.input_size for spec in self.specs}
+        if len(sizes) > 1:
+            return load_run_model(self.run_dir, self.run)  # raises, naming the sizes
+        return RunModel(
+            self.network,
+            classes=self.classes,
+            preprocessing=self.specs[0].preprocessing,
+            strategy="linear",
+        ).eval()
 
     @property
     def preprocessings(self) -> list[Preprocessing]:
@@ -269,16 +293,24 @@ class LinearPredictor(Predictor):
             native = all(s.precision != "bf16" for s in self.specs) or bf16_native(self.engine_name)
             self._engines = [
                 feature_engine(
-                    spec if native else spec.with_precision("fp32"), engine=self.engine_name
+                    spec if native else spec.with_precision("fp32"),
+                    engine=self.engine_name,
+                    module=extractor,
                 )
-                for spec in self.specs
+                for spec, extractor in zip(self.specs, self.network.extractors, strict=True)
             ]
         return np.concatenate(
             [engine(pixels) for engine, pixels in zip(self._engines, inputs, strict=True)], axis=1
         )
 
     def probabilities_from_pixels(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
-        return self.head.predict_proba(self.features_from_pixels(inputs))
+        return self._head_probabilities(self.features_from_pixels(inputs))
+
+    def _head_probabilities(self, features: np.ndarray) -> np.ndarray:
+        """The network's head on features, as float64 probabilities."""
+        with torch.no_grad():
+            logits = self.network.head(torch.from_numpy(np.asarray(features, dtype=np.float32)))
+        return torch.softmax(logits.double(), dim=1).numpy()
 
     def predict_files(
         self, paths: Sequence[Path], hashes: Sequence[str | None] | None = None
@@ -299,7 +331,7 @@ class LinearPredictor(Predictor):
             failures.update(result.failures)
         proba = np.full((len(paths), len(self.classes)), np.nan)
         if ok.any():
-            proba[ok] = self.head.predict_proba(np.concatenate(blocks, axis=1)[ok])
+            proba[ok] = self._head_probabilities(np.concatenate(blocks, axis=1)[ok])
         return proba, ok, list(failures.items())
 
 

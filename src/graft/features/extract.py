@@ -27,6 +27,8 @@ from graft.features.layers import POOLINGS, Pooling
 from graft.zoo.records import BackboneRecord, Preprocessing
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from graft.engines import Engine
     from graft.features.precision import PrecisionCheck, PrecisionChoice
 
@@ -295,8 +297,21 @@ def calibrate(
     return spec.calibrated(usable, [str(known[f]) for f in usable])
 
 
-def feature_engine(spec: FeatureSpec, *, engine: str = "auto", device: str | None = None) -> Engine:
+def feature_engine(
+    spec: FeatureSpec,
+    *,
+    engine: str = "auto",
+    device: str | None = None,
+    module: nn.Module | None = None,
+) -> Engine:
     """The engine that computes ``spec``'s features from uint8 pixels (compiled once, cached).
+
+    Args:
+        spec: The features.
+        engine: An engine name (:func:`graft.engines.create_engine`).
+        device: Where it runs.
+        module: The PyTorch module computing them, when the caller holds it already (a run's
+            network); built from ``spec`` otherwise.
 
     Raises:
         ConfigError: See :func:`graft.engines.create_engine`.
@@ -308,7 +323,9 @@ def feature_engine(spec: FeatureSpec, *, engine: str = "auto", device: str | Non
 
     files = spec.calibration_files
     return create_engine(
-        feature_module(create_model(spec.record), spec.layer, spec.pool),
+        module
+        if module is not None
+        else feature_module(create_model(spec.record), spec.layer, spec.pool),
         input_size=spec.preprocessing.input_size,
         engine=engine,
         precision=spec.precision,

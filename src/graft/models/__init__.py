@@ -10,6 +10,7 @@ from graft.models.loading import (
     feature_specs,
     load_neural_model,
     load_run_model,
+    probe_network,
     record_of_run,
     transfer_model_from_run,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "feature_specs",
     "load_neural_model",
     "load_run_model",
+    "probe_network",
     "record_of_run",
     "transfer_model_from_run",
 ]

@@ -146,6 +146,19 @@ def feature_specs(run_dir: str | Path, run: RunConfig) -> list[FeatureSpec]:
     return specs
 
 
+def probe_network(run_dir: str | Path, run: RunConfig) -> ProbeNetwork:
+    """A linear run's network: each backbone's feature extractor (fp32, PyTorch) under its head.
+
+    Unlike :func:`load_run_model`, it takes runs whose backbones have different input sizes
+    (each extractor takes its own backbone's input).
+    """
+    extractors = [
+        feature_module(create_model(spec.record, num_classes=0), spec.layer, spec.pool)
+        for spec in feature_specs(run_dir, run)
+    ]
+    return ProbeNetwork(extractors, HeadModule(ClassicHead.load(Path(run_dir) / HEAD))).eval()
+
+
 def load_run_model(run_dir: str | Path, run: RunConfig | None = None) -> RunModel:
     """Any complete run as one network (uint8 pixels in, logits out), in inference mode.
 
@@ -177,11 +190,7 @@ def load_run_model(run_dir: str | Path, run: RunConfig | None = None) -> RunMode
                 f"({', '.join(map(str, sizes))} px) and one network takes one size; train it "
                 "again with --image-size N"
             )
-        extractors = [
-            feature_module(create_model(spec.record, num_classes=0), spec.layer, spec.pool)
-            for spec in feature_specs(run_dir, run)
-        ]
-        network = ProbeNetwork(extractors, HeadModule(ClassicHead.load(run_dir / HEAD)))
+        network = probe_network(run_dir, run)
     elif run.neural:
         network = load_neural_model(run_dir, run)
     else:
