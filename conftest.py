@@ -35,3 +35,22 @@ def _private_graft_cache(
     monkeypatch.delenv("GRAFT_WEIGHTS_DIR", raising=False)
     monkeypatch.delenv("GRAFT_MAX_PIXELS", raising=False)
     return root
+
+
+#: Doctests that train a run or extract features (seconds each): ``make check`` leaves them to
+#: ``make test``, like the tests marked ``slow``.
+SLOW_DOCTESTS = {
+    "graft.api",
+    "graft.classification",
+    "graft.features.extract",
+    "graft.features.extract.stream_features",
+    "graft.training.api",
+    "graft.training.linear",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow doctests ``slow`` (the test functions carry the marker themselves)."""
+    for item in items:
+        if isinstance(item, pytest.DoctestItem) and item.name in SLOW_DOCTESTS:
+            item.add_marker(pytest.mark.slow)

@@ -161,6 +161,7 @@ def test_a_bad_fixes_file_is_one_clear_error(tmp_path: Path, content: str, messa
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_train_warns_of_near_copies_and_dedupe_near_drops_the_later_one(
     data: Path, tmp_path: Path
 ) -> None:
@@ -267,6 +268,7 @@ def _unsplit(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_audits_own_fixes_file_applies_to_relative_unsplit_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -338,6 +340,7 @@ def test_fixes_for_other_data_or_an_unknown_class_are_refused(data: Path, tmp_pa
         read_fixes(latin)
 
 
+@pytest.mark.slow
 def test_a_resumed_neural_run_keeps_its_record_of_dropped_copies(
     data: Path, tmp_path: Path
 ) -> None:
@@ -373,6 +376,7 @@ def test_a_resumed_neural_run_keeps_its_record_of_dropped_copies(
         assert final["data"][key] == first[key]
 
 
+@pytest.mark.slow
 def test_cli_train_prints_the_near_copy_warning_found_after_the_summary(
     data: Path, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import timm
 import torch
 from typer.testing import CliRunner
@@ -50,6 +51,7 @@ def test_classify_table(photos: dict[str, Path]) -> None:
     assert "espresso" in result.stdout
 
 
+@pytest.mark.slow
 def test_weights_add_round_trip_through_the_cli(tmp_path: Path, photos: dict[str, Path]) -> None:
     good = tmp_path / "resnet50.pth"
     torch.save(timm.create_model("resnet50").state_dict(), good)
@@ -63,6 +65,7 @@ def test_weights_add_round_trip_through_the_cli(tmp_path: Path, photos: dict[str
     assert len(json.loads(classified.stdout)[0]["predictions"]) == 5
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, photos: dict[str, Path]) -> None:
     """Run the real console script so the top-level error handler is exercised."""
     bad = tmp_path / "r18.pth"
@@ -94,6 +97,7 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, photos: dict[str, 
     assert "did you mean efficientnet_lite0" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_demo_runs_offline() -> None:
     """``graft demo`` in the test process itself, after whatever engines earlier tests built
     (its fine-tune's decoding workers no longer fork a process that runs engine threads)."""

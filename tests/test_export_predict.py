@@ -56,6 +56,7 @@ def _validation_images(data: Path) -> list[Path]:
     return sorted((data / "validation").rglob("*.png"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["linear_run", "neural_run"])
 def test_onnx_export_carries_labels_and_matches_pytorch(
     fixture: str, request: pytest.FixtureRequest, data: Path
@@ -74,6 +75,7 @@ def test_onnx_export_carries_labels_and_matches_pytorch(
     assert onnx_labels == torch_labels
 
 
+@pytest.mark.slow
 def test_int8_export_reports_both_accuracies(linear_run: Path) -> None:
     result = export_model(linear_run, format="onnx", int8=True)
     assert result.path.name == "model.int8.onnx" and result.agreement >= 0.95
@@ -164,6 +166,7 @@ def test_export_cli(linear_run: Path) -> None:
     assert "top-1 agreement 100.0%" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["linear_run", "neural_run"])
 def test_every_engine_backend_predicts_the_same(
     fixture: str, request: pytest.FixtureRequest, data: Path

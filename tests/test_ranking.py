@@ -83,6 +83,7 @@ def test_candidates_expand_layers_and_at_syntax() -> None:
     assert "efficientnet_lite0.in1k" in available and "resnet50" not in available
 
 
+@pytest.mark.slow
 def test_rank_reads_training_images_only(
     split_folders: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,6 +116,7 @@ def test_rank_reads_training_images_only(
     assert "leep" not in staged.scores  # no ImageNet head at an inner layer
 
 
+@pytest.mark.slow
 def test_rank_cli_json(split_folders: Path) -> None:
     result = runner.invoke(
         app,

@@ -47,6 +47,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_ray_features_equal_the_single_machine_ones(
     ray_instance: None, data: Path, tmp_path: Path
 ) -> None:
@@ -63,6 +64,7 @@ def test_ray_features_equal_the_single_machine_ones(
     np.testing.assert_allclose(table["features"], local.features[order], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_ray_predictions_equal_the_single_machine_ones(
     ray_instance: None, data: Path, tmp_path: Path
 ) -> None:
@@ -82,6 +84,7 @@ def test_ray_predictions_equal_the_single_machine_ones(
     np.testing.assert_allclose(table["probabilities"], expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_an_output_folder_graft_did_not_write_is_refused_before_ray_starts(
     data: Path, tmp_path: Path
 ) -> None:

@@ -29,6 +29,7 @@ runner = CliRunner()
 # -- --overwrite ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_overwrite_never_deletes_a_data_folder(split_folders: Path) -> None:
     """The measured bug: `graft train DATA --out DATA --overwrite` deleted the dataset."""
     before = sorted(p.relative_to(split_folders) for p in split_folders.rglob("*"))
@@ -68,6 +69,7 @@ def test_overwrite_replaces_a_graft_run(split_folders: Path, tmp_path: Path) -> 
     assert not (first.run_dir / "mine.txt").exists() and (first.run_dir / "config.json").is_file()
 
 
+@pytest.mark.slow
 def test_writes_into_a_run_replace_planted_links(split_folders: Path, tmp_path: Path) -> None:
     """A symbolic link planted in a run directory is replaced, never written through."""
     options = NeuralOptions(strategy="head", epochs=2, engine="torch", workers=0, batch_size=8)

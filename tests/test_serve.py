@@ -415,6 +415,7 @@ def live_server(shared_data: Path, tmp_path: Path) -> Iterator[str]:
 @pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)"
 )
+@pytest.mark.slow
 def test_the_page_classifies_an_uploaded_cat_in_a_real_browser(
     live_server: str, shared_data: Path, tmp_path: Path
 ) -> None:
@@ -436,6 +437,7 @@ def test_the_page_classifies_an_uploaded_cat_in_a_real_browser(
     assert (tmp_path / "serve.png").stat().st_size > 5_000
 
 
+@pytest.mark.slow
 def test_bounded_load_on_loopback(run: Path) -> None:
     """A short version of bench/serve_load.py: zero errors under concurrency, then it stops."""
     import sys
@@ -448,6 +450,7 @@ def test_bounded_load_on_loopback(run: Path) -> None:
     assert report["p50_ms"] > 0 and report["p99_ms"] >= report["p50_ms"]
 
 
+@pytest.mark.slow
 def test_a_pixel_flood_does_not_multiply_memory(run: Path) -> None:
     """16 solid-colour 9000 x 9000 PNGs (81 megapixels, 243 MB decoded, each under the pixel
     limit) sent at once as 16 requests: before, the server's peak memory rose by 5.4 GB; now

@@ -95,6 +95,7 @@ def test_evaluate_with_flip_predicts_again_and_says_so(linear_run: Path) -> None
     assert graft.evaluate(linear_run)["accuracy"] == saved["accuracy"]
 
 
+@pytest.mark.slow
 def test_the_exported_graph_contains_the_flip(linear_run: Path, tmp_path: Path) -> None:
     import onnx
 
@@ -109,6 +110,7 @@ def test_the_exported_graph_contains_the_flip(linear_run: Path, tmp_path: Path) 
     assert np.abs(exported - flipped).max() < gap / 5  # the graph flips: closer to TTA than not
 
 
+@pytest.mark.slow
 def test_a_run_trained_with_flip_predicts_with_it(data: Path, tmp_path: Path) -> None:
     options = NeuralOptions(
         strategy="head", epochs=1, augment="none", tta="flip", workers=0, batch_size=4, **QUICK
@@ -130,6 +132,7 @@ def test_an_unknown_tta_is_refused(linear_run: Path) -> None:
         graft.load(linear_run, tta="rotate")
 
 
+@pytest.mark.slow
 def test_dihedral_averages_the_eight_symmetries(unsure_run: Path, tmp_path: Path) -> None:
     import onnx
 

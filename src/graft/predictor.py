@@ -27,8 +27,8 @@ import torch
 from graft.data.images import load_image, to_rgb
 from graft.data.loading import iter_decoded
 from graft.data.transforms import eval_transform, resize_target
+from graft.engines import base as engine_base
 from graft.engines import create_engine
-from graft.engines.base import bf16_native
 from graft.engines.onnx_io import cpu_session
 from graft.errors import ConfigError, DataError
 from graft.features.extract import extract_features, feature_engine
@@ -290,7 +290,9 @@ class LinearPredictor(Predictor):
         if not self._engines:
             # A bf16 run on a machine without bf16 units predicts from fp32 features, which its
             # precision check found within tolerance of the bf16 ones it was trained on.
-            native = all(s.precision != "bf16" for s in self.specs) or bf16_native(self.engine_name)
+            native = all(s.precision != "bf16" for s in self.specs) or engine_base.bf16_native(
+                self.engine_name
+            )
             self._engines = [
                 feature_engine(
                     spec if native else spec.with_precision("fp32"),

@@ -35,6 +35,7 @@ def predictions(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, int]:
     return y, proba, n_classes
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(predictions())
 def test_metrics_match_scikit_learn(case: tuple[np.ndarray, np.ndarray, int]) -> None:
@@ -68,6 +69,7 @@ def test_metrics_match_scikit_learn(case: tuple[np.ndarray, np.ndarray, int]) ->
     assert np.array(m["confusion_matrix"]).sum() == len(y)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(predictions())
 def test_vectorised_bootstrap_equals_a_plain_loop(case: tuple[np.ndarray, np.ndarray, int]) -> None:

@@ -85,6 +85,7 @@ def test_evaluate_json_has_interpretation(linear_run: Path) -> None:
     assert losses == sorted(losses, reverse=True)
 
 
+@pytest.mark.slow
 def test_linear_run_report(linear_run: Path) -> None:
     result = graft.evaluate(linear_run, report=True)
     report = Path(result["report"])
@@ -113,6 +114,7 @@ def test_linear_run_report(linear_run: Path) -> None:
     } <= plots
 
 
+@pytest.mark.slow
 def test_finetune_run_report_has_learning_curves(finetune_run: Path) -> None:
     report = Path(graft.evaluate(finetune_run, report=True)["report"])
     _assert_self_contained(report.read_text())
@@ -129,6 +131,7 @@ def test_gradcam_maps_are_normalised_and_class_specific(finetune_run: Path) -> N
     assert not np.allclose(cams, other)
 
 
+@pytest.mark.slow
 def test_comparison_rows_tests_and_files(comparison: graft.ladder.compare.Comparison) -> None:
     document = json.loads((comparison.out / "compare.json").read_text())
     names = [(row["backbone"], row["strategy"]) for row in document["rows"]]
@@ -147,6 +150,7 @@ def test_comparison_rows_tests_and_files(comparison: graft.ladder.compare.Compar
     _assert_self_contained((comparison.out / "compare.html").read_text())
 
 
+@pytest.mark.slow
 def test_comparison_resumes_without_redoing_finished_runs(
     comparison: graft.ladder.compare.Comparison,
 ) -> None:
@@ -161,6 +165,7 @@ def test_comparison_resumes_without_redoing_finished_runs(
     assert states == [("linear", "skipped"), ("head", "skipped")]
 
 
+@pytest.mark.slow
 def test_comparison_notes_a_missing_imagenet_map_and_checks_strategies(
     data: Path, tmp_path: Path
 ) -> None:
@@ -183,6 +188,7 @@ def test_comparison_needs_an_evaluation_split(tmp_path: Path) -> None:
 @pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)"
 )
+@pytest.mark.slow
 def test_reports_render_in_a_real_browser(
     linear_run: Path, comparison: graft.ladder.compare.Comparison, tmp_path: Path
 ) -> None:

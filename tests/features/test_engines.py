@@ -37,6 +37,7 @@ def reference(pixels: np.ndarray) -> np.ndarray:
     return feature_engine(FeatureSpec.create(LITE0), engine="torch")(pixels)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
 def test_fp32_engines_agree_with_pytorch(
     engine: str, pixels: np.ndarray, reference: np.ndarray
@@ -48,6 +49,7 @@ def test_fp32_engines_agree_with_pytorch(
     assert _cosine(again(pixels), reference).min() >= 0.9999
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["torch", "openvino"])
 def test_bf16_stays_close_to_fp32(engine: str, pixels: np.ndarray, reference: np.ndarray) -> None:
     try:
@@ -57,6 +59,7 @@ def test_bf16_stays_close_to_fp32(engine: str, pixels: np.ndarray, reference: np
     assert _cosine(runner(pixels), reference).min() >= 0.98
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
 def test_int8_is_calibrated_once_then_cached(
     engine: str, pixels: np.ndarray, reference: np.ndarray
@@ -85,6 +88,7 @@ def test_int8_is_calibrated_once_then_cached(
     assert calls == [1]
 
 
+@pytest.mark.slow
 def test_bad_engine_and_precision_choices_say_what_to_do() -> None:
     with pytest.raises(ConfigError, match=r"int8 runs on onnxruntime or openvino, not torch"):
         resolve_engine("torch", precision="int8")
@@ -123,6 +127,7 @@ def test_enforce_refuses_a_large_drop_unless_forced() -> None:
     enforce(check, tolerance=5.0)
 
 
+@pytest.mark.slow
 def test_int8_linear_run_is_checked_recorded_and_predicts(
     split_folders: Path, tmp_path: Path
 ) -> None:
@@ -158,6 +163,7 @@ def _choice(result: object) -> dict:
     return result.extraction["precision"][0]  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_auto_is_fp32_without_bf16_units_or_a_calibrated_int8(
     split_folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -174,6 +180,7 @@ def test_auto_is_fp32_without_bf16_units_or_a_calibrated_int8(
     assert config["extraction"]["precision"][0]["precision"] == "fp32"
 
 
+@pytest.mark.slow
 def test_auto_takes_bf16_where_native_after_the_check(
     split_folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -229,6 +236,7 @@ def _stripes(root: Path, per_class: int, start: int) -> None:
             )
 
 
+@pytest.mark.slow
 def test_auto_refuses_a_badly_calibrated_int8_and_falls_back_to_fp32(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -115,6 +115,7 @@ def test_bad_options_are_refused() -> None:
         FeatureSpec.create(LITE0, image_size=8)
 
 
+@pytest.mark.slow
 def test_openvino_features_match_torch(class_folders: Path) -> None:
     files = _files(class_folders)[:6]
     spec = FeatureSpec.create(LITE0)
@@ -163,6 +164,7 @@ def test_concurrent_writers_do_not_corrupt_the_cache(tmp_path: Path) -> None:
         assert db.execute("SELECT COUNT(*) FROM features").fetchone() == (3 * 40 * 20,)
 
 
+@pytest.mark.slow
 def test_killed_extraction_resumes_from_the_cache(tmp_path: Path) -> None:
     root = write_class_folders(tmp_path / "many", 40)
     files = _files(root)

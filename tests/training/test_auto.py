@@ -46,6 +46,7 @@ def colours(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_auto_keeps_the_best_rung_on_validation(colours: Path, tmp_path: Path) -> None:
     out = tmp_path / "auto"
     result = graft.train(colours, strategy="auto", out=out, budget="1h", epochs=2, **QUICK)
@@ -75,6 +76,7 @@ def test_auto_keeps_the_best_rung_on_validation(colours: Path, tmp_path: Path) -
     assert (out / "ladder" / "compare.html").is_file()
 
 
+@pytest.mark.slow
 def test_auto_respects_a_tiny_budget(colours: Path, tmp_path: Path) -> None:
     out = tmp_path / "auto"
     result = graft.train(colours, strategy="auto", out=out, budget="1s", epochs=2, **QUICK)

@@ -56,6 +56,7 @@ def _graft(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_with_the_same_global_batch(
     data: Path, tmp_path: Path
 ) -> None:
@@ -97,6 +98,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(
         assert mine["val_accuracy"] == reference["val_accuracy"]
 
 
+@pytest.mark.slow
 def test_finetune_with_augmentation_keeps_every_process_in_step(data: Path, tmp_path: Path) -> None:
     args = ["--strategy", "finetune", "--unfreeze", "1", "--freeze-epochs", "1", "--epochs", "2"]
     common = ["--augment", "light", "--batch-size", "4", "--engine", "torch", "--workers", "0"]
@@ -110,6 +112,7 @@ def test_finetune_with_augmentation_keeps_every_process_in_step(data: Path, tmp_
     ]
 
 
+@pytest.mark.slow
 def test_uneven_batches_and_the_linear_strategy_are_refused(data: Path, tmp_path: Path) -> None:
     from graft.errors import ConfigError
 

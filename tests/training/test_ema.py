@@ -54,6 +54,7 @@ def _head(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith("head.")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ema", [0.998, 0.0])
 def test_a_run_keeps_the_average_when_it_is_better_on_validation(
     tmp_path: Path, ema: float

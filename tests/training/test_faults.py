@@ -72,6 +72,7 @@ def _same_model(a: Path, b: Path) -> None:
         "neural.before-complete",
     ],
 )
+@pytest.mark.slow
 def test_a_crash_between_writes_resumes_to_the_same_model(
     point: str, data: Path, reference: Path, tmp_path: Path
 ) -> None:
@@ -90,6 +91,7 @@ def test_a_crash_between_writes_resumes_to_the_same_model(
     assert resumed.metrics == json.loads((reference / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_a_killed_process_leaves_a_resumable_run(
     data: Path, reference: Path, tmp_path: Path
 ) -> None:

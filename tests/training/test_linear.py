@@ -54,6 +54,7 @@ def test_run_directory_describes_itself(run: graft.training.RunResult) -> None:
     assert classes == ["blue", "red"] and len(paths) == 8 and proba.shape == (8, 2)
 
 
+@pytest.mark.slow
 def test_predictor_takes_paths_pil_images_and_arrays(run: graft.training.RunResult) -> None:
     predictor = graft.load(run.run_dir)
     paths, truth, proba, _ = read_predictions(run.run_dir / "predictions_val.csv")
@@ -138,6 +139,7 @@ def test_other_heads_train_and_load(split_folders: Path, tmp_path: Path, head: s
     assert graft.load(result.run_dir).head.kind == head
 
 
+@pytest.mark.slow
 def test_two_backbones_concatenate(split_folders: Path, tmp_path: Path) -> None:
     options = LinearOptions(engine="torch", backbone="efficientnet_lite0.in1k,squeezenet1_1.in1k")
     result = train_linear(split_folders, out=tmp_path / "both", options=options)
@@ -212,6 +214,7 @@ def test_cli_extract_and_cache(class_folders: Path, tmp_path: Path) -> None:
     assert cleared.exit_code == 0 and "weight store is kept" in cleared.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_potato_disease_with_few_training_images(shared_data: Path, tmp_path: Path) -> None:
     """Real leaves, 30 training images per class: transfer already separates the diseases."""

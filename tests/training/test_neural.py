@@ -114,6 +114,7 @@ def finetuned(
     return root / "run", recorder, before
 
 
+@pytest.mark.slow
 def test_only_the_intended_parameters_receive_gradients(
     finetuned: tuple[Path, Recorder, Any],
 ) -> None:
@@ -223,6 +224,7 @@ def test_neural_run_directory_and_predictor(finetuned: tuple[Path, Recorder, Any
     assert graft.evaluate(run)["n"] == 8
 
 
+@pytest.mark.slow
 def test_bn_train_updates_frozen_statistics(split_folders: Path, tmp_path: Path) -> None:
     from graft.models.transfer import build_transfer_model
 
@@ -233,6 +235,7 @@ def test_bn_train_updates_frozen_statistics(split_folders: Path, tmp_path: Path)
     assert not torch.equal(before["net.bn1.running_mean"], state["backbone.net.bn1.running_mean"])
 
 
+@pytest.mark.slow
 def test_cached_feature_path_gives_the_same_head_as_the_slow_path(
     split_folders: Path, tmp_path: Path
 ) -> None:
@@ -250,6 +253,7 @@ def test_cached_feature_path_gives_the_same_head_as_the_slow_path(
     assert fast.history[-1]["val_loss"] == pytest.approx(slow.history[-1]["val_loss"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_boundary_cache_and_frozen_lower_paths(split_folders: Path, tmp_path: Path) -> None:
     from graft.models.transfer import build_transfer_model
 
@@ -271,6 +275,7 @@ def test_boundary_cache_and_frozen_lower_paths(split_folders: Path, tmp_path: Pa
     assert all(torch.equal(before[k], state[f"backbone.{k}"]) for k in before)
 
 
+@pytest.mark.slow
 def test_scratch_trains_everything_from_random_weights(split_folders: Path, tmp_path: Path) -> None:
     result = train_neural(
         split_folders,
@@ -282,6 +287,7 @@ def test_scratch_trains_everything_from_random_weights(split_folders: Path, tmp_
     assert result.history[0]["path"] == "full" and result.history[0]["trainable"][-1] == "stage7"
 
 
+@pytest.mark.slow
 def test_transfer_from_an_earlier_run(
     finetuned: tuple[Path, Recorder, Any], tmp_path: Path
 ) -> None:
@@ -312,6 +318,7 @@ def test_resume_of_a_complete_run_is_refused(finetuned: tuple[Path, Recorder, An
         train_neural(None, resume=run)
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_to_the_same_result(tmp_path: Path) -> None:
     data = tmp_path / "data"
     write_class_folders(data / "train", 12)
@@ -364,6 +371,7 @@ def test_killed_training_resumes_to_the_same_result(tmp_path: Path) -> None:
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_the_phase(split_folders: Path, tmp_path: Path) -> None:
     result = train_neural(
         split_folders,
@@ -375,6 +383,7 @@ def test_early_stopping_ends_the_phase(split_folders: Path, tmp_path: Path) -> N
     assert len(result.history) < 6 and result.history[-1].get("early_stop")
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_its_count_across_a_resume(
     split_folders: Path, tmp_path: Path
 ) -> None:
@@ -427,6 +436,7 @@ def test_preflight_warns_about_swapped_channels(photos: dict[str, Path], tmp_pat
     assert any("already normalised" in w for w in preflight([dark] * 4, "efficientnet_lite0.in1k"))
 
 
+@pytest.mark.slow
 def test_cli_trains_a_neural_strategy(split_folders: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -460,6 +470,7 @@ def test_cli_trains_a_neural_strategy(split_folders: Path, tmp_path: Path) -> No
     assert isinstance(resumed.exception, ConfigError)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fast_paths", [True, False])
 def test_strong_augmentation_mixes_pixels_before_the_frozen_part(
     split_folders: Path, tmp_path: Path, fast_paths: bool, monkeypatch: pytest.MonkeyPatch
@@ -521,6 +532,7 @@ def test_strong_augmentation_mixes_pixels_before_the_frozen_part(
     assert not any(torch.equal(x, original) for x in training_inputs for original in unmixed)
 
 
+@pytest.mark.slow
 def test_frozen_parts_take_the_guarded_auto_precision_and_keep_it_on_resume(
     split_folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -88,6 +88,7 @@ def probe_run(three_colours: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
+@pytest.mark.slow
 def test_the_first_forward_of_lp_ft_predicts_what_the_probe_predicts(
     three_colours: Path, probe_run: Path, tmp_path: Path
 ) -> None:
@@ -109,6 +110,7 @@ def test_the_first_forward_of_lp_ft_predicts_what_the_probe_predicts(
     assert np.abs(random_start.proba - first.proba).max() > 0.05
 
 
+@pytest.mark.slow
 def test_the_safeguard_keeps_the_probe_when_fine_tuning_fails(
     three_colours: Path, probe_run: Path, tmp_path: Path
 ) -> None:
@@ -131,6 +133,7 @@ def test_the_safeguard_keeps_the_probe_when_fine_tuning_fails(
     )
 
 
+@pytest.mark.slow
 def test_a_trained_model_that_beats_the_probe_is_kept(three_colours: Path, tmp_path: Path) -> None:
     # a random head at a sane rate is below the probe at first; the safeguard must not mistake
     # the probe's checkpoint for the end of training when an epoch does better (here: the
@@ -151,6 +154,7 @@ def test_a_trained_model_that_beats_the_probe_is_kept(three_colours: Path, tmp_p
     assert guard["best_epoch"] >= 1
 
 
+@pytest.mark.slow
 def test_without_a_validation_split_the_run_says_so(tmp_path: Path) -> None:
     from graft.data.prepare import DataOptions
 
@@ -179,6 +183,7 @@ def test_without_a_validation_split_the_run_says_so(tmp_path: Path) -> None:
     assert refused.safeguard["message"].startswith("no validation split")
 
 
+@pytest.mark.slow
 def test_a_narrow_hidden_layer_is_refused_before_the_run_starts(
     three_colours: Path, tmp_path: Path
 ) -> None:
@@ -199,6 +204,7 @@ def test_a_narrow_hidden_layer_is_refused_before_the_run_starts(
     assert train_neural(three_colours, out=tmp_path / "run", options=options).metrics
 
 
+@pytest.mark.slow
 def test_a_kept_probe_learns_from_the_carved_validation_images_too(tmp_path: Path) -> None:
     data = tmp_path / "data"
     write_class_folders(data / "train", 10, ("red", "blue", "green"))

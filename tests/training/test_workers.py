@@ -33,6 +33,7 @@ class _ParentOfWorker(Dataset[tuple[torch.Tensor, int]]):
         return torch.zeros((3, 2, 2), dtype=torch.uint8), os.getppid()
 
 
+@pytest.mark.slow
 def test_workers_are_not_forked_from_this_process() -> None:
     """A forked worker's parent is this process; a forkserver's worker's parent is the server."""
     parents: set[int] = set()
@@ -53,6 +54,7 @@ def _build_and_drop_engines(precision: str = "fp32") -> None:
     gc.collect()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_an_openvino_engine_leaves_the_thread_signal_stack_as_it_was(precision: str) -> None:
     """OpenVINO's CPU plugin (compiling, or only asking whether it has bf16 units) installs a
@@ -66,6 +68,7 @@ def test_an_openvino_engine_leaves_the_thread_signal_stack_as_it_was(precision: 
     assert current_signal_stack() == before
 
 
+@pytest.mark.slow
 def test_engine_then_training_with_workers_then_a_subprocess(tmp_path: Path) -> None:
     """The sequence that crashed a long-lived process, all in this process: OpenVINO engines
     built and dropped, training with decoding worker processes (whose DataLoader installs a
@@ -96,6 +99,7 @@ def test_engine_then_training_with_workers_then_a_subprocess(tmp_path: Path) -> 
     signal.pthread_kill(threading.get_ident(), signal.SIGCHLD)  # one more, on this thread
 
 
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_is_told_how_to_fix_it(tmp_path: Path) -> None:
     """Workers start fresh and import the script; without `if __name__ == '__main__':` the
     user gets the fix in one line, not a broken pipe."""

@@ -27,6 +27,7 @@ def _test_size(name: str, default: int) -> int:
     return default
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_backbone_contract(name: str) -> None:
     record = get_backbone(name) if name in EMBEDDED else architecture_record(name)
