@@ -38,6 +38,7 @@ from graft.models import (
     Probabilities,
     ProbeNetwork,
     RunModel,
+    check_one_input_size,
     feature_specs,
     load_run_model,
     probe_network,
@@ -258,8 +259,9 @@ class LinearPredictor(Predictor):
 
     @property
     def network(self) -> ProbeNetwork:
-        """The run's network (built on first use): its extractors run on the inference engine,
-        its head scores their features; cached features go straight to the head."""
+        """The run's network (built on first use): its extractors run on the inference engine;
+        its head is the :class:`graft.heads.HeadModule` that :attr:`head` also runs (in float64)
+        to score features, so cached features need no network."""
         if self._network is None:
             self._network = probe_network(self.run_dir, self.run)
         return self._network
@@ -271,9 +273,7 @@ class LinearPredictor(Predictor):
         Raises:
             ConfigError: The run's backbones take different input sizes.
         """
-        sizes = {spec.preprocessing.input_size for spec in self.specs}
-        if len(sizes) > 1:
-            return load_run_model(self.run_dir, self.run)  # raises, naming the sizes
+        check_one_input_size(self.run_dir, self.run)
         return RunModel(
             self.network,
             classes=self.classes,
@@ -306,13 +306,7 @@ class LinearPredictor(Predictor):
         )
 
     def probabilities_from_pixels(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
-        return self._head_probabilities(self.features_from_pixels(inputs))
-
-    def _head_probabilities(self, features: np.ndarray) -> np.ndarray:
-        """The network's head on features, as float64 probabilities."""
-        with torch.no_grad():
-            logits = self.network.head(torch.from_numpy(np.asarray(features, dtype=np.float32)))
-        return torch.softmax(logits.double(), dim=1).numpy()
+        return self.head.predict_proba(self.features_from_pixels(inputs))
 
     def predict_files(
         self, paths: Sequence[Path], hashes: Sequence[str | None] | None = None
@@ -333,7 +327,7 @@ class LinearPredictor(Predictor):
             failures.update(result.failures)
         proba = np.full((len(paths), len(self.classes)), np.nan)
         if ok.any():
-            proba[ok] = self._head_probabilities(np.concatenate(blocks, axis=1)[ok])
+            proba[ok] = self.head.predict_proba(np.concatenate(blocks, axis=1)[ok])
         return proba, ok, list(failures.items())
 
 

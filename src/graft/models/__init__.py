@@ -7,6 +7,7 @@ Example:
 """
 
 from graft.models.loading import (
+    check_one_input_size,
     feature_specs,
     load_neural_model,
     load_run_model,
@@ -25,6 +26,7 @@ __all__ = [
     "RunModel",
     "TransferModel",
     "build_transfer_model",
+    "check_one_input_size",
     "feature_specs",
     "load_neural_model",
     "load_run_model",

@@ -159,6 +159,21 @@ def probe_network(run_dir: str | Path, run: RunConfig) -> ProbeNetwork:
     return ProbeNetwork(extractors, HeadModule(ClassicHead.load(Path(run_dir) / HEAD))).eval()
 
 
+def check_one_input_size(run_dir: str | Path, run: RunConfig) -> None:
+    """A :class:`RunModel` takes one input size: refuse a linear run whose backbones differ.
+
+    Raises:
+        ConfigError: Naming the sizes, and ``--image-size`` as the fix.
+    """
+    sizes = sorted({entry.preprocessing.input_size for entry in run.backbones})
+    if len(sizes) > 1:
+        raise ConfigError(
+            f"{run_dir}: concatenates backbones with different input sizes "
+            f"({', '.join(map(str, sizes))} px) and one network takes one size; train it "
+            "again with --image-size N"
+        )
+
+
 def load_run_model(run_dir: str | Path, run: RunConfig | None = None) -> RunModel:
     """Any complete run as one network (uint8 pixels in, logits out), in inference mode.
 
@@ -183,13 +198,7 @@ def load_run_model(run_dir: str | Path, run: RunConfig | None = None) -> RunMode
     run = read_run_config(run_dir) if run is None else run
     network: nn.Module
     if run.strategy == "linear":
-        sizes = sorted({entry.preprocessing.input_size for entry in run.backbones})
-        if len(sizes) > 1:
-            raise ConfigError(
-                f"{run_dir}: concatenates backbones with different input sizes "
-                f"({', '.join(map(str, sizes))} px) and one network takes one size; train it "
-                "again with --image-size N"
-            )
+        check_one_input_size(run_dir, run)
         network = probe_network(run_dir, run)
     elif run.neural:
         network = load_neural_model(run_dir, run)
