@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 import graft
@@ -177,3 +178,27 @@ def test_every_engine_backend_predicts_the_same(
     for backend in ("onnxruntime", "openvino"):
         probabilities = graft.load(run, backend=backend).predict_proba(images)
         np.testing.assert_allclose(probabilities, reference, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_a_run_over_backbones_of_two_input_sizes_is_one_network(data: Path, tmp_path: Path) -> None:
+    """efficientnet_lite0 takes 224 px and lite1 240 px: the run's network takes 240 px and
+    resizes inside for lite0, agrees with the predictor (which resizes each file once per
+    backbone), and exports."""
+    out = tmp_path / "run"
+    options = LinearOptions(backbone="efficientnet_lite0,efficientnet_lite1", engine="torch")
+    train_linear(data, out=out, options=options)
+    predictor = graft.load(out, backend="torch")
+    model = predictor.model
+    assert model.preprocessing.input_size == 240
+    images = _validation_images(data)
+    rgb = [Image.open(p).convert("RGB") for p in images]
+    prepared = [predictor.prepare(image) for image in rgb]
+    assert [tuple(t.shape) for t in prepared[0]] == [(3, 224, 224), (3, 240, 240)]
+    pixels = torch.stack([p[1] for p in prepared])
+    with torch.no_grad():
+        got = model(pixels).softmax(1).numpy()
+    want = predictor.probabilities(rgb)
+    assert np.abs(got - want).max() < 0.02
+    result = export_model(out, format="onnx")
+    assert result.agreement == 1.0 and result.max_difference <= 1e-3

@@ -38,9 +38,9 @@ from graft.models import (
     Probabilities,
     ProbeNetwork,
     RunModel,
-    check_one_input_size,
     feature_specs,
     load_run_model,
+    model_preprocessing,
     probe_network,
 )
 from graft.runs import HEAD, MODEL, RunConfig, read_run_config
@@ -268,16 +268,12 @@ class LinearPredictor(Predictor):
 
     @property
     def model(self) -> RunModel:
-        """The run as one network: :attr:`network`, taking one input size.
-
-        Raises:
-            ConfigError: The run's backbones take different input sizes.
-        """
-        check_one_input_size(self.run_dir, self.run)
+        """The run as one network: :attr:`network`, taking the largest of the backbones' input
+        sizes (:func:`graft.models.model_preprocessing`)."""
         return RunModel(
             self.network,
             classes=self.classes,
-            preprocessing=self.specs[0].preprocessing,
+            preprocessing=model_preprocessing(self.run),
             strategy="linear",
         ).eval()
 

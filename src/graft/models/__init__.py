@@ -7,10 +7,10 @@ Example:
 """
 
 from graft.models.loading import (
-    check_one_input_size,
     feature_specs,
     load_neural_model,
     load_run_model,
+    model_preprocessing,
     probe_network,
     record_of_run,
     transfer_model_from_run,
@@ -26,10 +26,10 @@ __all__ = [
     "RunModel",
     "TransferModel",
     "build_transfer_model",
-    "check_one_input_size",
     "feature_specs",
     "load_neural_model",
     "load_run_model",
+    "model_preprocessing",
     "probe_network",
     "record_of_run",
     "transfer_model_from_run",

@@ -24,7 +24,7 @@ from graft.models.run_model import ProbeNetwork, RunModel
 from graft.models.transfer import TransferModel, build_transfer_model
 from graft.runs import HEAD, MODEL, RunConfig, read_run_config
 from graft.zoo.model import create_model
-from graft.zoo.records import BackboneRecord
+from graft.zoo.records import BackboneRecord, Preprocessing
 from graft.zoo.registry import architecture_record, get_backbone
 
 
@@ -149,29 +149,28 @@ def feature_specs(run_dir: str | Path, run: RunConfig) -> list[FeatureSpec]:
 def probe_network(run_dir: str | Path, run: RunConfig) -> ProbeNetwork:
     """A linear run's network: each backbone's feature extractor (fp32, PyTorch) under its head.
 
-    Unlike :func:`load_run_model`, it takes runs whose backbones have different input sizes
-    (each extractor takes its own backbone's input).
+    It takes the largest of the backbones' input sizes and resizes the image inside for the
+    others (see :class:`graft.models.ProbeNetwork`).
     """
+    specs = feature_specs(run_dir, run)
     extractors = [
         feature_module(create_model(spec.record, num_classes=0), spec.layer, spec.pool)
-        for spec in feature_specs(run_dir, run)
+        for spec in specs
     ]
-    return ProbeNetwork(extractors, HeadModule(ClassicHead.load(Path(run_dir) / HEAD))).eval()
+    head = HeadModule(ClassicHead.load(Path(run_dir) / HEAD))
+    sizes = [spec.preprocessing.input_size for spec in specs]
+    return ProbeNetwork(extractors, head, input_sizes=sizes).eval()
 
 
-def check_one_input_size(run_dir: str | Path, run: RunConfig) -> None:
-    """A :class:`RunModel` takes one input size: refuse a linear run whose backbones differ.
+def model_preprocessing(run: RunConfig) -> Preprocessing:
+    """How an image becomes the input of the run's one network: the preprocessing of its
+    backbone with the largest input size (the first such, for a linear run over several).
 
-    Raises:
-        ConfigError: Naming the sizes, and ``--image-size`` as the fix.
+    Example:
+        >>> model_preprocessing(read_run_config("runs/leaves")).input_size  # doctest: +SKIP
+        224
     """
-    sizes = sorted({entry.preprocessing.input_size for entry in run.backbones})
-    if len(sizes) > 1:
-        raise ConfigError(
-            f"{run_dir}: concatenates backbones with different input sizes "
-            f"({', '.join(map(str, sizes))} px) and one network takes one size; train it "
-            "again with --image-size N"
-        )
+    return max((entry.preprocessing for entry in run.backbones), key=lambda p: p.input_size)
 
 
 def load_run_model(run_dir: str | Path, run: RunConfig | None = None) -> RunModel:
@@ -186,8 +185,7 @@ def load_run_model(run_dir: str | Path, run: RunConfig | None = None) -> RunMode
 
     Raises:
         DataError: A file of the run is missing or does not fit.
-        ConfigError: A linear run over backbones with different input sizes (one network takes
-            one size), or a strategy this graft cannot load.
+        ConfigError: A strategy this graft cannot load.
 
     Example:
         >>> model = load_run_model("runs/leaves")  # doctest: +SKIP
@@ -198,7 +196,6 @@ def load_run_model(run_dir: str | Path, run: RunConfig | None = None) -> RunMode
     run = read_run_config(run_dir) if run is None else run
     network: nn.Module
     if run.strategy == "linear":
-        check_one_input_size(run_dir, run)
         network = probe_network(run_dir, run)
     elif run.neural:
         network = load_neural_model(run_dir, run)
@@ -207,7 +204,7 @@ def load_run_model(run_dir: str | Path, run: RunConfig | None = None) -> RunMode
     model = RunModel(
         network,
         classes=run.classes,
-        preprocessing=run.backbones[0].preprocessing,
+        preprocessing=model_preprocessing(run),
         strategy=run.strategy,
     )
     return model.eval()

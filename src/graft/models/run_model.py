@@ -26,18 +26,77 @@ from graft.heads import HeadModule
 from graft.zoo.records import Preprocessing
 
 
+def resize_matrix(size_in: int, size_out: int) -> torch.Tensor:
+    """The ``size_in x size_out`` matrix of an antialiased bilinear resize along one axis.
+
+    ``x @ M`` resizes the last axis of ``x`` as ``F.interpolate(..., mode="bilinear",
+    antialias=True)`` does (which, like PIL's, widens its filter when shrinking). As a matrix
+    product it exports to ONNX and OpenVINO, whose exporters lack the antialiased resize.
+
+    Example:
+        >>> resize_matrix(4, 2).sum(0)
+        tensor([1., 1.])
+    """
+    identity = torch.eye(size_in)[None, None]
+    rows = torch.nn.functional.interpolate(
+        identity, size=(size_in, size_out), mode="bilinear", antialias=True, align_corners=False
+    )
+    return rows[0, 0]
+
+
+class Resize(nn.Module):
+    """Resizes ``N x C x S x S`` pixels to ``N x C x size x size`` (antialiased bilinear), as
+    float pixel values.
+
+    Args:
+        size_in: The side of the input.
+        size_out: The side of the output.
+    """
+
+    def __init__(self, size_in: int, size_out: int) -> None:
+        super().__init__()
+        self.size_in, self.size_out = size_in, size_out
+        self.register_buffer("matrix", resize_matrix(size_in, size_out), persistent=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        matrix = self.get_buffer("matrix")
+        return matrix.T @ pixels.float() @ matrix
+
+    def extra_repr(self) -> str:
+        return f"{self.size_in} -> {self.size_out}"
+
+
 class ProbeNetwork(nn.Module):
     """A linear run's network: its backbones' features, concatenated, under the classic head.
+
+    Its input is one ``N x 3 x S x S`` image, ``S`` the largest of the backbones' input sizes;
+    a backbone that takes a smaller size gets the image resized inside the network
+    (:class:`Resize`; the predictor instead resizes each image once per backbone, so the two
+    agree closely but not exactly when the sizes differ).
 
     Args:
         extractors: One module per backbone, uint8 pixels to ``N x D_i`` features.
         head: The fitted head, features to logits.
+        input_sizes: Each extractor's input side; all taken as the input's when omitted.
     """
 
-    def __init__(self, extractors: Sequence[nn.Module], head: HeadModule) -> None:
+    def __init__(
+        self,
+        extractors: Sequence[nn.Module],
+        head: HeadModule,
+        input_sizes: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         self.extractors = nn.ModuleList(extractors)
         self.head = head
+        sizes: list[int | None] = [*input_sizes] if input_sizes else [None] * len(extractors)
+        self.input_size = max((size for size in sizes if size), default=None)
+        self.resizes = nn.ModuleList(
+            Resize(self.input_size, size)
+            if size and self.input_size and size != self.input_size
+            else nn.Identity()
+            for size in sizes
+        )
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """``N x classes`` logits of ``N x 3 x S x S`` pixels."""
@@ -45,7 +104,13 @@ class ProbeNetwork(nn.Module):
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         """The concatenated features the head was fitted on."""
-        return torch.cat([extract(pixels).float() for extract in self.extractors], dim=1)
+        return torch.cat(
+            [
+                extract(resize(pixels)).float()
+                for extract, resize in zip(self.extractors, self.resizes, strict=True)
+            ],
+            dim=1,
+        )
 
 
 class RunModel(nn.Module):
