@@ -43,6 +43,7 @@ from graft.errors import ConfigError, DataError
 from graft.fileio import atomic_path
 from graft.models import Probabilities
 from graft.predictor import Predictor, load
+from graft.runs import EXPORTS, MANIFEST, read_run_config
 from graft.training.linear import library_versions
 from graft.tta import view_average
 from graft.zoo.records import Preprocessing
@@ -139,8 +140,8 @@ def export_model(
     size = preprocessing.input_size
     example = torch.zeros((1, 3, size, size), dtype=torch.uint8)
     name = {
-        "onnx": "model.int8.onnx" if int8 else "model.onnx",
-        "torchscript": "model.torchscript.pt",
+        "onnx": EXPORTS["int8"] if int8 else EXPORTS["onnx"],
+        "torchscript": EXPORTS["torchscript"],
     }[format]
     target = Path(out) if out is not None else folder / name
     info = metadata(predictor, preprocessing, int8=int8)
@@ -229,7 +230,7 @@ def _onnx_runner(path: Path) -> Any:
 
 def _sample_paths(folder: Path, splits: tuple[str, ...], limit: int) -> list[Path]:
 
-    manifest = folder / "split.csv"
+    manifest = folder / MANIFEST
     if not manifest.is_file():
         return []
     samples = [s for s in read_table(manifest).samples if s.split in splits]
@@ -302,10 +303,9 @@ def _accuracies(
 ) -> dict[str, float]:
     """Float and int8 accuracy on the validation (else test) split."""
 
-    samples = [s for s in read_table(folder / "split.csv").samples if s.split in ("val",)]
-    if not samples:
-        samples = [s for s in read_table(folder / "split.csv").samples if s.split == "test"]
-    classes = json.loads((folder / "config.json").read_text())["classes"]
+    table = read_table(folder / MANIFEST).samples
+    samples = [s for s in table if s.split == "val"] or [s for s in table if s.split == "test"]
+    classes = read_run_config(folder).classes
 
     pixels = decode_pixels([s.path for s in samples], preprocessing)
     if len(pixels) != len(samples):

@@ -43,7 +43,7 @@ from graft.models import (
     model_preprocessing,
     probe_network,
 )
-from graft.runs import HEAD, MODEL, RunConfig, read_run_config
+from graft.runs import EXPORTS, HEAD, MODEL, RunConfig, read_run_config
 from graft.tta import averaged, check_tta
 from graft.zoo.records import Preprocessing
 
@@ -452,7 +452,7 @@ def load(
             f"`graft train --resume {folder}`"
         )
     if backend == "onnx":
-        exported = Path(model_file) if model_file is not None else folder / "model.onnx"
+        exported = Path(model_file) if model_file is not None else folder / EXPORTS["onnx"]
         if not exported.is_file():
             raise DataError(
                 f"{exported}: no exported model; run `graft export {folder} --format onnx` first"

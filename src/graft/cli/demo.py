@@ -154,8 +154,9 @@ def _read_linear_accuracy() -> float | None:
     import json
 
     from graft.config import cache_dir
+    from graft.runs import METRICS
 
-    metrics = cache_dir() / "demo" / "elpv-linear" / "metrics.json"
+    metrics = cache_dir() / "demo" / "elpv-linear" / METRICS
     try:
         return float(json.loads(metrics.read_text())["test"]["accuracy"]) * 100
     except (OSError, KeyError, ValueError):

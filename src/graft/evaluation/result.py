@@ -1,8 +1,8 @@
 """What evaluating a run gives: its predictions on one labelled set, and their metrics.
 
 Example:
-    >>> REPORT, GALLERY_SIZE
-    ('report.html', 12)
+    >>> GALLERY_SIZE
+    12
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import numpy as np
 from graft.evaluation.interpret import confused_pairs, top_losses
 from graft.runs import RunConfig
 
-REPORT = "report.html"
 GALLERY_SIZE = 12
 
 

@@ -26,7 +26,7 @@ from graft.evaluation.plots import (
     reliability_png,
     roc_pr_png,
 )
-from graft.evaluation.result import GALLERY_SIZE, REPORT, Evaluation
+from graft.evaluation.result import GALLERY_SIZE, Evaluation
 from graft.fileio import atomic_path
 from graft.html import (
     Section,
@@ -39,6 +39,7 @@ from graft.html import (
 )
 from graft.metrics import curves, reliability
 from graft.predictor import load
+from graft.runs import HISTORY, REPORT
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -122,7 +123,7 @@ def _save(path: Path, png: bytes) -> None:
 
 
 def _history(run: Path) -> list[dict[str, Any]]:
-    path = run / "history.json"
+    path = run / HISTORY
     if not path.is_file():
         return []
     entries: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))

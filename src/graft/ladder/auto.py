@@ -41,6 +41,7 @@ from graft.fileio import atomic_path
 from graft.ladder.compare import compare_runs
 from graft.runs import (
     CONFIG,
+    MANIFEST,
     METRICS,
     check_replaceable,
     read_config,
@@ -211,7 +212,7 @@ def train_auto(
         remove_run(run_dir)
     run_dir.mkdir(parents=True)
     write_config(run_dir, {"strategy": "auto", "status": "running"})  # a graft run from now on
-    manifest = run_dir / LADDER / "split.csv"
+    manifest = run_dir / LADDER / MANIFEST
     manifest.parent.mkdir()
     write_manifest(manifest, report.images.samples, report.hashes)
     evaluated = len(report.images.split("val")) + len(report.images.split("test"))

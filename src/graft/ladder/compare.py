@@ -37,7 +37,7 @@ from graft.metrics import classification_metrics, roc_auc
 from graft.models import ProbeNetwork, TransferModel, load_run_model
 from graft.predictor import load
 from graft.ranking.rank import rank
-from graft.runs import HEAD, RunConfig, read_config
+from graft.runs import CONFIG, HEAD, HISTORY, MANIFEST, RunConfig, read_config
 from graft.training.api import STRATEGIES, train
 from graft.training.linear import LinearOptions
 from graft.training.neural import CARVED_VAL, NeuralOptions
@@ -185,7 +185,7 @@ def compare(
             f"--strategies {','.join(strategies)}: each must be one of {', '.join(STRATEGIES)}"
         )
     out.mkdir(parents=True, exist_ok=True)
-    manifest = out / "split.csv"
+    manifest = out / MANIFEST
     if not manifest.is_file():
         if data is None:
             raise ConfigError(f"{out} holds no comparison to resume; pass DATA")
@@ -290,7 +290,7 @@ def _train_or_resume(
     callbacks: Sequence[Any],
 ) -> None:
 
-    config = read_config(run_dir) if (run_dir / "config.json").is_file() else None
+    config = read_config(run_dir) if (run_dir / CONFIG).is_file() else None
     if config is not None and config.get("status", "complete") == "complete":
         if on_run is not None:
             on_run(backbone, strategy, "skipped")
@@ -328,7 +328,7 @@ def _row(
     proba = evaluation.probabilities[order]
     y = np.array([evaluation.classes.index(label) for label in truth])
     config = evaluation.config
-    history_file = run_dir / "history.json"
+    history_file = run_dir / HISTORY
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
     trainable, total = _parameters(run_dir, RunConfig.from_dict(config))
     row = Row(

@@ -53,6 +53,8 @@ MODEL = "model.safetensors"
 HISTORY = "history.json"
 CHECKPOINT_LAST = "checkpoint_last.pt"
 CHECKPOINT_BEST = "checkpoint_best.pt"
+REPORT = "report.html"
+EXPORTS = {"onnx": "model.onnx", "int8": "model.int8.onnx", "torchscript": "model.torchscript.pt"}
 RUN_FORMAT = 1
 
 

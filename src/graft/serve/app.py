@@ -54,6 +54,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from graft.data.images import NotAnImageError
 from graft.errors import DataError
+from graft.runs import METRICS
 from graft.serve.batcher import Admission, MicroBatcher, QueueFullError, TooManyImagesError
 from graft.serve.decoding import DecodeLanes
 from graft.serve.uploads import Upload, UploadError, read_uploads
@@ -250,7 +251,7 @@ def _blank(predictor: Any) -> Any:
 
 
 def _info(run_dir: Path, predictor: Any, settings: ServeOptions) -> dict[str, Any]:
-    metrics_file = run_dir / "metrics.json"
+    metrics_file = run_dir / METRICS
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     summary = {
         split: {

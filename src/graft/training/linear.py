@@ -314,7 +314,7 @@ def _config(
             "skipped": len(report.problems),
             "duplicates_across_splits": len(report.duplicates),
             **report.cleaning(),
-            "manifest": "split.csv",
+            "manifest": MANIFEST,
         },
         "seed": data_options.seed,
         "engine": options.engine,
