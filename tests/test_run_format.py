@@ -69,3 +69,20 @@ def test_both_shapes_of_format1_read_as_one_typed_config(tmp_path: Path) -> None
     (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(DataError, match="missing or malformed field 'backbone'"):
         read_run_config(broken)
+
+
+def test_data_phases_and_timings_read_as_records() -> None:
+    """The data record, a neural run's phases and both strategies' timings are typed."""
+    linear, tuned = (read_run_config(FORMAT1 / run) for run in ("linear", "finetune"))
+    for run in (linear, tuned):
+        assert run.data.layout == "split-folders" and run.data.manifest == "split.csv"
+        assert run.data.counts == {"train": {"blue": 6, "red": 6}, "val": {"blue": 3, "red": 3}}
+        assert run.data.options["seed"] == 0
+        assert run.data.cleaning["near_duplicates_across_splits"]["pairs"] == 0
+    assert [(p.name, p.epochs, p.top) for p in tuned.phases] == [("head", 1, 0), ("unfrozen", 1, 2)]
+    assert tuned.phases[1].base_lrs["@1"] == 5e-05 and tuned.phases[0].path == "cached-features"
+    assert linear.phases == []
+    assert linear.timings.steps_s["fit"] == 1.339
+    assert linear.timings.total_s == pytest.approx(0.022 + 0.6 + 0.04 + 1.339 + 0.02)
+    assert tuned.timings.epoch_s == {"head": 0.02, "unfrozen": 0.03}
+    assert tuned.timings.total_s is None

@@ -18,7 +18,7 @@ from graft.evaluation.result import Evaluation
 from graft.evaluation.run_report import write_run_report
 from graft.metrics import classification_metrics
 from graft.predictor import load
-from graft.runs import MANIFEST, predictions_file, read_config, read_predictions
+from graft.runs import MANIFEST, RunConfig, predictions_file, read_config, read_predictions
 
 
 def evaluate(
@@ -92,7 +92,7 @@ def _from_saved(folder: Path, config: dict[str, Any], split: str | None) -> Eval
         )
     paths, truth, proba, classes = read_predictions(folder / predictions_file(chosen))
     metrics = classification_metrics(truth, proba, classes)
-    source = config.get("data", {}).get("source")
+    source = RunConfig.from_dict(config).data.source
     return Evaluation(folder, config, chosen, source, paths, truth, proba, classes, metrics)
 
 
@@ -113,7 +113,7 @@ def _on_data(
         samples = [sample for sample in samples if sample.split == split]
         if not samples:
             raise DataError(f"{data} has no {split} split")
-    classes = list(config["classes"])
+    classes = RunConfig.from_dict(config).classes
     unknown = sorted({sample.label for sample in samples} - set(classes))
     if unknown:
         raise DataError(

@@ -113,7 +113,7 @@ def write_run_report(evaluation: Evaluation, out: Path | None = None) -> Path:
     )
     sections.append(Section("Configuration", json_block(evaluation.config)))
     target = out or run / REPORT
-    title = f"graft report: {run.name} ({evaluation.config.get('strategy')}, {evaluation.split})"
+    title = f"graft report: {run.name} ({evaluation.run.strategy}, {evaluation.split})"
     return write_html(target, title, sections)
 
 
@@ -180,13 +180,13 @@ def _summary(evaluation: Evaluation) -> Section:
 
 
 def _data(evaluation: Evaluation) -> Section:
-    data = evaluation.config.get("data", {})
-    counts: dict[str, dict[str, int]] = data.get("counts", {})
+    data = evaluation.run.data
+    counts = data.counts
     splits = list(counts)
     rows = [[name, *(counts[s].get(name, 0) for s in splits)] for name in evaluation.classes]
     body = paragraph(
-        f"Trained on {data.get('source')} ({data.get('layout')}); data fingerprint "
-        f"{data.get('fingerprint')}; {data.get('skipped', 0)} files skipped."
+        f"Trained on {data.source} ({data.layout}); data fingerprint "
+        f"{data.fingerprint}; {data.skipped} files skipped."
     )
     return Section("Data", body + table(["class", *splits], rows))
 

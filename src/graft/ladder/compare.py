@@ -37,7 +37,7 @@ from graft.metrics import classification_metrics, roc_auc
 from graft.models import ProbeNetwork, TransferModel, load_run_model
 from graft.predictor import load
 from graft.ranking.rank import rank
-from graft.runs import CONFIG, HEAD, HISTORY, MANIFEST, RunConfig, read_config
+from graft.runs import CONFIG, HEAD, HISTORY, MANIFEST, RunConfig, Timings, read_run_config
 from graft.training.api import STRATEGIES, train
 from graft.training.linear import LinearOptions
 from graft.training.neural import CARVED_VAL, NeuralOptions
@@ -290,8 +290,8 @@ def _train_or_resume(
     callbacks: Sequence[Any],
 ) -> None:
 
-    config = read_config(run_dir) if (run_dir / CONFIG).is_file() else None
-    if config is not None and config.get("status", "complete") == "complete":
+    config = read_run_config(run_dir) if (run_dir / CONFIG).is_file() else None
+    if config is not None and config.status == "complete":
         if on_run is not None:
             on_run(backbone, strategy, "skipped")
         return
@@ -327,17 +327,17 @@ def _row(
     truth = [evaluation.truth[i] for i in order]
     proba = evaluation.probabilities[order]
     y = np.array([evaluation.classes.index(label) for label in truth])
-    config = evaluation.config
+    run = evaluation.run
     history_file = run_dir / HISTORY
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
-    trainable, total = _parameters(run_dir, RunConfig.from_dict(config))
+    trainable, total = _parameters(run_dir, run)
     row = Row(
         backbone=backbone,
         strategy=strategy,
         run_dir=str(run_dir),
         metrics=evaluation.metrics,
         roc_auc_interval=_auc_interval(y, proba, len(evaluation.classes)),
-        train_seconds=_train_seconds(config, history),
+        train_seconds=_train_seconds(run.timings, history),
         images_per_second=_inference_speed(run_dir, paths) if speed else None,
         trainable_params=trainable,
         total_params=total,
@@ -348,11 +348,10 @@ def _row(
     return row, truth, evaluation.classes
 
 
-def _train_seconds(config: dict[str, Any], history: list[dict[str, Any]]) -> float | None:
+def _train_seconds(timings: Timings, history: list[dict[str, Any]]) -> float | None:
     if history:
         return float(sum(entry["seconds"] + entry.get("eval_seconds", 0.0) for entry in history))
-    timings = config.get("timings_s")
-    return float(sum(timings.values())) if timings else None
+    return timings.total_s
 
 
 def _parameters(run_dir: Path, run: RunConfig) -> tuple[int | None, int | None]:
@@ -370,7 +369,7 @@ def _parameters(run_dir: Path, run: RunConfig) -> tuple[int | None, int | None]:
         fitted = sum(int(head.arrays[k].size) for k in ("coef", "intercept") if k in head.arrays)
         return fitted, total + fitted
     assert isinstance(network, TransferModel)
-    top = int(run.phases[-1]["top"])
+    top = run.phases[-1].top
     stages = backbone_stages(network.backbone.net)
     names = (
         {name for stage in stages[len(stages) - top :] for name in stage.parameter_names}

@@ -6,7 +6,15 @@ Example:
     ('split.csv', 'predictions_test.csv')
 """
 
-from graft.runs.config import BackboneEntry, HeadEntry, RunConfig, read_run_config
+from graft.runs.config import (
+    BackboneEntry,
+    DataEntry,
+    HeadEntry,
+    PhaseEntry,
+    RunConfig,
+    Timings,
+    read_run_config,
+)
 from graft.runs.files import (
     CHECKPOINT_BEST,
     CHECKPOINT_LAST,
@@ -46,8 +54,11 @@ __all__ = [
     "RUN_FORMAT",
     "SKIPPED",
     "BackboneEntry",
+    "DataEntry",
     "HeadEntry",
+    "PhaseEntry",
     "RunConfig",
+    "Timings",
     "check_replaceable",
     "is_graft_run",
     "predictions_file",

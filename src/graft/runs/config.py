@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from graft.errors import DataError
-from graft.runs.files import CONFIG, read_config
+from graft.runs.files import CONFIG, MANIFEST, read_config
 from graft.zoo.records import Preprocessing
 
 #: The strategies that train a network (their runs hold ``model.safetensors``).
@@ -86,6 +86,95 @@ class HeadEntry:
 
 
 @dataclass(frozen=True)
+class DataEntry:
+    """Where a run's images came from and what was done to them.
+
+    Attributes:
+        source: The data folder or table the run was trained on.
+        layout: How it was read (``split-folders``, ``class-folders``, ``table``...).
+        fingerprint: Digest of the file list and labels.
+        counts: Images per split and class.
+        options: The data options as given (:class:`graft.data.DataOptions` fields).
+        skipped: Files skipped as unreadable or not images.
+        manifest: The file that lists every image with its split and label.
+        cleaning: What cleaning recorded: dropped near-copies, applied fixes, ...
+    """
+
+    source: str | None = None
+    layout: str | None = None
+    fingerprint: str | None = None
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    skipped: int = 0
+    manifest: str = MANIFEST
+    cleaning: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataEntry:
+        """Read a run's ``data`` record."""
+        known = ("source", "layout", "fingerprint", "counts", "options", "skipped", "manifest")
+        return cls(
+            source=data.get("source"),
+            layout=data.get("layout"),
+            fingerprint=data.get("fingerprint"),
+            counts={split: dict(per) for split, per in data.get("counts", {}).items()},
+            options=dict(data.get("options", {})),
+            skipped=int(data.get("skipped", 0)),
+            manifest=str(data.get("manifest", MANIFEST)),
+            cleaning={key: value for key, value in data.items() if key not in known},
+        )
+
+
+@dataclass(frozen=True)
+class PhaseEntry:
+    """One phase of a neural run as it ran.
+
+    Attributes:
+        name: ``head``, ``unfrozen``, ``full``...
+        epochs: Its epochs.
+        top: How many of the backbone's top stages it trained (0: the head only).
+        base_lrs: Peak learning rate per parameter group (``head``, ``@0`` the top stage...).
+        path: How its inputs were computed (``cached-features``, ``pixels``...).
+    """
+
+    name: str
+    epochs: int
+    top: int
+    base_lrs: dict[str, float] = field(default_factory=dict)
+    path: str | None = None
+
+    @classmethod
+    def from_dict(cls, phase: dict[str, Any]) -> PhaseEntry:
+        """Read one entry of a run's ``phases``."""
+        return cls(
+            name=str(phase["name"]),
+            epochs=int(phase["epochs"]),
+            top=int(phase["top"]),
+            base_lrs={k: float(v) for k, v in phase.get("base_lrs", {}).items()},
+            path=phase.get("path"),
+        )
+
+
+@dataclass(frozen=True)
+class Timings:
+    """How long a run took.
+
+    Attributes:
+        steps_s: Linear runs: seconds per step (``validate``, ``extract``, ``fit``...).
+        epoch_s: Neural runs: seconds per epoch of each phase (``history.json`` has every
+            epoch's).
+    """
+
+    steps_s: dict[str, float] = field(default_factory=dict)
+    epoch_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total_s(self) -> float | None:
+        """The steps' total, or ``None`` when only per-epoch times were recorded."""
+        return float(sum(self.steps_s.values())) if self.steps_s else None
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A run's ``config.json``, typed (see the module docstring).
 
@@ -98,9 +187,12 @@ class RunConfig:
         head: The head.
         engine: The engine the run was trained with (``auto``, ``torch``, ...).
         tta: The test-time augmentation it predicts with.
-        options: The strategy's options as given.
+        options: The strategy's options as given (the fields of the strategy's options
+            dataclass, :class:`graft.training.LinearOptions` or ``NeuralOptions``, which the
+            training layer rebuilds from them).
         data: Where the data came from, its counts, options and cleaning.
         phases: Neural runs: the phases as run.
+        timings: How long it took.
         raw: The whole ``config.json``.
     """
 
@@ -113,8 +205,9 @@ class RunConfig:
     engine: str = "auto"
     tta: str = "none"
     options: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
-    phases: list[dict[str, Any]] = field(default_factory=list)
+    data: DataEntry = field(default_factory=DataEntry)
+    phases: list[PhaseEntry] = field(default_factory=list)
+    timings: Timings = field(default_factory=Timings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -170,8 +263,12 @@ class RunConfig:
                 engine=engine,
                 tta=str(config.get("tta", "none")),
                 options=dict(config.get("options", {})),
-                data=dict(config.get("data", {})),
-                phases=list(config.get("phases", [])),
+                data=DataEntry.from_dict(config.get("data", {})),
+                phases=[PhaseEntry.from_dict(phase) for phase in config.get("phases") or []],
+                timings=Timings(
+                    {k: float(v) for k, v in (config.get("timings_s") or {}).items()},
+                    {k: float(v) for k, v in (config.get("time_per_epoch_s") or {}).items()},
+                ),
                 raw=config,
             )
         except (KeyError, TypeError, ValueError) as err:

@@ -104,10 +104,10 @@ def train_neural(
         # a run written before LP-FT, the safeguard and EMA resumes as it started
         legacy = {"head_init": "random", "safeguard": False, "ema": 0.0}
         options = NeuralOptions(**{**legacy, **run.options})
-        data_options = DataOptions(**{**run.data["options"], "root": None})
+        data_options = DataOptions(**{**run.data.options, "root": None})
         report = prepare(run_dir / MANIFEST, DataOptions(seed=data_options.seed))
         # split.csv already holds the data after fixes and drops; keep the record of them
-        stored = run.data
+        stored = run.data.cleaning
         report.near_duplicates = stored.get("near_duplicates_across_splits", {})
         report.fixes = stored.get("fixes", {})
         report.dropped = [Sample(Path(path), "") for path in stored.get("dropped", [])]
