@@ -248,33 +248,37 @@ def _fit_svm(
 
 
 def _fit_knn(head: ClassicHead, x: np.ndarray, y: np.ndarray) -> None:
+    """k by leave-one-out accuracy: scikit-learn finds each image's nearest others (cosine:
+    ``kneighbors()`` without a query leaves each point out of its own neighbours), and each k
+    votes as :func:`knn_votes` does (uniform votes, ties to the first class)."""
+    from sklearn.neighbors import NearestNeighbors
+
     reference = _unit(x)
-    n_classes = len(head.classes)
     candidates = [k for k in K_GRID if k < len(y)] or [1]
-    scores = []
-    for k in candidates:
-        correct = 0
-        for start in range(0, len(y), 1024):
-            block = reference[start : start + 1024]
-            similarity = block @ reference.T
-            similarity[
-                np.arange(len(block)), np.arange(start, start + len(block))
-            ] = -np.inf  # leave one out
-            proba = knn_votes(
-                torch.from_numpy(similarity), torch.from_numpy(y), k, n_classes
-            ).numpy()
-            correct += int((proba.argmax(axis=1) == y[start : start + 1024]).sum())
-        scores.append(correct / len(y))
-    best = candidates[int(np.argmax(scores))]
+    if len(y) < 2:
+        scores = [0.0]
+    else:
+        search = NearestNeighbors(n_neighbors=min(max(candidates), len(y) - 1), metric="cosine")
+        nearest = search.fit(reference).kneighbors(return_distance=False)
+        votes = np.eye(len(head.classes))[y[nearest]]  # n x k_max x classes, nearest first
+        scores = [float((votes[:, :k].sum(axis=1).argmax(axis=1) == y).mean()) for k in candidates]
+    best = int(np.argmax(scores))
     head.params.update(
-        k=best, metric="cosine", selection=f"leave-one-out accuracy over k in {candidates}"
+        k=candidates[best],
+        metric="cosine",
+        selection=f"leave-one-out accuracy over k in {candidates}",
+        loo_accuracy=scores[best],
     )
     head.arrays.update(reference=reference.astype(np.float32), reference_labels=y.astype(np.int64))
 
 
 def _fit_centroid(head: ClassicHead, x: np.ndarray, y: np.ndarray) -> None:
+    """Class means of the unit vectors (scikit-learn's ``NearestCentroid``), normalised, and the
+    temperature of their cosine similarities with the lowest training log loss."""
+    from sklearn.neighbors import NearestCentroid
+
     unit = _unit(x)
-    centroids = _unit(np.vstack([unit[y == c].mean(axis=0) for c in range(len(head.classes))]))
+    centroids = _unit(NearestCentroid().fit(unit, y).centroids_)
     similarity = unit @ centroids.T
     temperatures = np.logspace(0, 2.5, 26)
     losses = [
