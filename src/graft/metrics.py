@@ -192,7 +192,8 @@ def bootstrap_intervals(
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, list[float]]:
-    """Percentile bootstrap intervals of accuracy and macro-F1 over the evaluated images.
+    """Percentile bootstrap intervals of accuracy and macro-F1 over the evaluated images
+    (``scipy.stats.bootstrap``, paired: each resample draws images with their predictions).
 
     Example:
         >>> y = np.array([0, 1] * 50)
@@ -200,29 +201,46 @@ def bootstrap_intervals(
         >>> lo, hi
         (1.0, 1.0)
     """
-    rng = np.random.default_rng(seed)
-    n = len(y_true)
-    draws = rng.integers(0, n, size=(samples, n))
-    truth, pred = y_true[draws], y_pred[draws]
-    accuracy = (truth == pred).mean(axis=1)
-    # Per resample and class: true positives, predicted and actual counts, all vectorised.
-    offsets = np.arange(samples)[:, None] * n_classes
+    from scipy import stats
 
-    def per_class(cells: np.ndarray) -> np.ndarray:
-        counts = np.bincount(cells.ravel(), minlength=samples * n_classes)
-        return counts.reshape(samples, n_classes).astype(np.float64)
+    def accuracy(truth: np.ndarray, pred: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.asarray((truth == pred).mean(axis=axis))
 
-    hits = per_class((offsets + truth)[truth == pred])
-    actual = per_class(offsets + truth)
-    denominator = actual + per_class(offsets + pred)
-    f1 = np.divide(2 * hits, denominator, out=np.zeros_like(hits), where=denominator > 0)
-    present = actual > 0
-    macro = np.where(present, f1, 0).sum(1) / np.maximum(present.sum(1), 1)
-    tail = (1 - level) / 2 * 100
-    return {
-        "accuracy": [float(v) for v in np.percentile(accuracy, [tail, 100 - tail])],
-        "macro_f1": [float(v) for v in np.percentile(macro, [tail, 100 - tail])],
-    }
+    def macro_f1(truth: np.ndarray, pred: np.ndarray, axis: int = -1) -> np.ndarray:
+        return _macro_f1(np.moveaxis(truth, axis, -1), np.moveaxis(pred, axis, -1), n_classes)
+
+    intervals = {}
+    for name, statistic in (("accuracy", accuracy), ("macro_f1", macro_f1)):
+        if len(y_true) < 2:  # every resample of one image is that image
+            value = float(statistic(y_true[None], y_pred[None])[0])
+            intervals[name] = [value, value]
+            continue
+        with np.errstate(invalid="ignore"):
+            interval = stats.bootstrap(
+                (y_true, y_pred),
+                statistic,
+                paired=True,
+                vectorized=True,
+                n_resamples=samples,
+                confidence_level=level,
+                method="percentile",
+                random_state=np.random.default_rng(seed),
+            ).confidence_interval
+        intervals[name] = [float(interval.low), float(interval.high)]
+    return intervals
+
+
+def _macro_f1(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Macro-F1 along the last axis, over the classes present in each row's truth."""
+    f1s, present = [], []
+    for c in range(n_classes):
+        hits = ((truth == c) & (pred == c)).sum(-1)
+        actual, predicted = (truth == c).sum(-1), (pred == c).sum(-1)
+        denominator = actual + predicted
+        f1s.append(np.where(denominator > 0, 2 * hits / np.maximum(denominator, 1), 0.0))
+        present.append(actual > 0)
+    f1, seen = np.stack(f1s, -1), np.stack(present, -1)
+    return np.asarray(np.where(seen, f1, 0).sum(-1) / np.maximum(seen.sum(-1), 1))
 
 
 def curves(

@@ -87,6 +87,14 @@ def test_vectorised_bootstrap_equals_a_plain_loop(case: tuple[np.ndarray, np.nda
     assert fast["macro_f1"] == pytest.approx(list(np.percentile(f1s, [2.5, 97.5])))
 
 
+def test_one_image_has_a_point_interval() -> None:
+    assert bootstrap_intervals(np.array([1]), np.array([0]), 2) == {
+        "accuracy": [0.0, 0.0],
+        "macro_f1": [0.0, 0.0],
+    }
+    assert bootstrap_intervals(np.array([1]), np.array([1]), 2)["macro_f1"] == [1.0, 1.0]
+
+
 def test_bootstrap_interval_covers_the_true_accuracy_at_about_95_percent() -> None:
     """Simulate many test sets from a classifier with known accuracy 0.8."""
     rng = np.random.default_rng(0)
