@@ -1,12 +1,14 @@
 """Hooks into the training loop, and the exception that ends a phase early.
 
-Six hooks, like skorch's ``on_*`` callbacks, and a state to checkpoint (Lightning's
-``state_dict``/``load_state_dict``): the trainer saves the state of its own callbacks (weight
-averaging, early stopping) in ``checkpoint_last.pt`` and gives it back on resume, before
-``on_train_begin``, so a resumed run continues with the same counters and averages.
-Stopping is an exception (fastai's ``CancelFitException``), never a flag threaded through the
-loop. This module imports nothing heavy, so progress displays can subclass :class:`Callback`
-without loading PyTorch.
+Seven hooks, like skorch's ``on_*`` callbacks, and a state to checkpoint (Lightning's
+``state_dict``/``load_state_dict``): the checkpointing callback
+(:class:`graft.training.checkpoints.Checkpointing`, last of all) saves the state of the
+trainer's own callbacks (weight averaging, early stopping) in ``checkpoint_last.pt``, and the
+trainer gives it back on resume, before ``on_train_begin``, so a resumed run continues with the
+same counters and averages. Stopping is an exception (fastai's ``CancelFitException``), never a
+flag threaded through the loop: raised in ``on_epoch_end``, it lets the later callbacks see the
+epoch (with ``state["stopping"]`` set) and ends the phase after them. This module imports
+nothing heavy, so progress displays can subclass :class:`Callback` without loading PyTorch.
 
 Example:
     >>> class Count(Callback):
@@ -33,7 +35,8 @@ class Callback:
     ``state`` holds ``epoch``, ``phase``, ``phase_index``, ``path``, ``total_epochs``,
     ``steps``, ``model`` and ``optimizer``; ``on_batch_end`` adds ``batch`` (loss, images
     seen, images/s) and ``on_epoch_end`` adds ``record`` (the epoch's history entry) and
-    ``improved`` (whether the epoch became the best so far). ``on_train_begin`` and
+    ``improved`` (whether the epoch became the best so far), and ``stopping`` once a callback
+    has raised :class:`StopTraining`. ``on_train_begin`` and
     ``on_train_end`` get ``run_dir``, ``phases``, ``epoch``, ``history`` and ``model``.
     """
 
@@ -61,6 +64,10 @@ class Callback:
 
     def on_epoch_end(self, state: dict[str, Any]) -> None:
         """After validation."""
+
+    def on_phase_end(self, state: dict[str, Any]) -> None:
+        """After a phase's last epoch; ``state`` is ``on_phase_begin``'s, with ``stopped``
+        (whether a :class:`StopTraining` ended it early)."""
 
     def on_train_end(self, state: dict[str, Any]) -> None:
         """After the last epoch."""

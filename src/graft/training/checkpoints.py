@@ -1,6 +1,9 @@
 """A neural run's checkpoints: ``checkpoint_last.pt`` after every epoch (weights, optimizer,
-loop state and the weight average), ``checkpoint_best.pt`` when the monitored metric improves;
-both written atomically, so a killed run resumes where the last one left it.
+loop state and the state of the trainer's own callbacks), ``checkpoint_best.pt`` when the
+monitored metric improves; both written atomically, so a killed run resumes where the last one
+left it. :class:`Checkpointing` writes them, as the last callback of the loop; the trainer
+calls :func:`restore_checkpoint` before its first epoch (as Lightning's trainer restores while
+its ``ModelCheckpoint`` callback saves).
 
 Example:
     >>> callable(save_checkpoint), callable(restore_checkpoint)
@@ -10,16 +13,48 @@ Example:
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from graft.errors import DataError
+from graft.faults import fault_point
 from graft.fileio import atomic_path
-from graft.runs import CHECKPOINT_LAST
+from graft.runs import CHECKPOINT_BEST, CHECKPOINT_LAST
+from graft.training.callbacks import Callback
 
 if TYPE_CHECKING:
     from graft.training.trainer import Trainer
+
+
+class Checkpointing(Callback):
+    """Writes the checkpoints, after every other callback has seen the epoch.
+
+    At an epoch's end: the best checkpoint first, when the epoch became the best (a kill
+    between the two writes leaves the previous last checkpoint, and the resumed run repeats the
+    epoch, never holding a "best" it has not saved), then the last, with the callbacks' state
+    after this epoch. When a callback stops the phase, the last checkpoint is written at the
+    phase's end instead, once the trainer has marked the phase as stopped.
+
+    Args:
+        trainer: The trainer whose model, optimizer and loop state it saves.
+    """
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+
+    def on_epoch_end(self, state: dict[str, Any]) -> None:
+        trainer = self.trainer
+        if state["improved"]:
+            average = trainer.average if trainer.best.get("weights") == "ema" else None
+            save_checkpoint(trainer, CHECKPOINT_BEST, None if average is None else average.state)
+            fault_point("neural.between-checkpoints")
+        if not state.get("stopping"):
+            save_checkpoint(trainer, CHECKPOINT_LAST)
+
+    def on_phase_end(self, state: dict[str, Any]) -> None:
+        if state["stopped"]:
+            save_checkpoint(self.trainer, CHECKPOINT_LAST)
 
 
 def save_checkpoint(

@@ -3,8 +3,9 @@
 :class:`Trainer` runs the phases :func:`graft.training.options.plan_phases` planned: each
 phase sets which stages train and at which rates, and its epochs run the loop of
 :mod:`graft.training.loop` on the inputs :class:`graft.training.inputs.PhaseInputs` builds.
-After every epoch the last checkpoint (and, on improvement, the best) is written atomically,
-so a killed run resumes with the same schedule, optimizer state and data order.
+After every epoch its last callback, :class:`graft.training.checkpoints.Checkpointing`, writes
+the last checkpoint (and, on improvement, the best) atomically, so a killed run resumes with the
+same schedule, optimizer state and data order.
 
 Example:
     >>> callable(Trainer.fit)
@@ -27,13 +28,10 @@ from graft.data.splits import write_manifest
 from graft.data.validate import DataReport
 from graft.device import resolve_device
 from graft.errors import ConfigError
-from graft.faults import fault_point
 from graft.fileio import write_json_atomic
 from graft.models.loading import transfer_model_from_run
 from graft.models.transfer import TransferModel, build_transfer_model
 from graft.runs import (
-    CHECKPOINT_BEST,
-    CHECKPOINT_LAST,
     HISTORY,
     MANIFEST,
     SKIPPED,
@@ -42,7 +40,7 @@ from graft.runs import (
     write_skipped,
 )
 from graft.training.augment import AugmentConfig, batch_mixer, preset
-from graft.training.checkpoints import restore_checkpoint, save_checkpoint
+from graft.training.checkpoints import Checkpointing, restore_checkpoint
 from graft.training.distributed import Distributed
 from graft.training.ema import WeightAverage
 from graft.training.finetuning import FineTuning
@@ -135,6 +133,7 @@ class Trainer:
             self.fine_tuning,
             *callbacks,
             *([self.stopping] if self.stopping else []),
+            Checkpointing(self),
         ]
         self.inputs = PhaseInputs(
             model=self.model,
@@ -269,13 +268,16 @@ class Trainer:
         trainable_stages = list(state["trainable_stages"])
         data = self.inputs.epoch_data(phase)
         data.trainable = self.context.wrap(data.trainable, self.device)
+        state["stopped"] = False
         try:
             while self.epoch < end:
                 self._run_epoch(index, phase, data, start, trainable_stages)
         except StopTraining:
             self.stopped_phases.append(index)
             self.epoch = end
-            save_checkpoint(self, CHECKPOINT_LAST)
+            state["stopped"] = True
+        for callback in self.callbacks:  # a stopped phase's last checkpoint is written here
+            callback.on_phase_end(state)
 
     @property
     def average(self) -> WeightAverage | None:
@@ -348,17 +350,15 @@ class Trainer:
         self.epoch = epoch + 1
         if self.context.is_main:
             write_json_atomic(self.run_dir / HISTORY, self.history)
-        # The best weights first: a kill between the two writes then leaves the previous last
-        # checkpoint, and the resumed run repeats this epoch (never a "best" it does not hold).
-        improved = self._improved(record)
-        if improved:
-            average = self.average if self.best.get("weights") == "ema" else None
-            save_checkpoint(self, CHECKPOINT_BEST, None if average is None else average.state)
-            fault_point("neural.between-checkpoints")
-        state["record"], state["improved"] = record, improved
-        for callback in self.callbacks:  # early stopping, last, may end the phase here
-            callback.on_epoch_end(state)
-        save_checkpoint(self, CHECKPOINT_LAST)  # with the callbacks' state after this epoch
+        state["record"], state["improved"] = record, self._improved(record)
+        stop: StopTraining | None = None
+        for callback in self.callbacks:  # early stopping may end the phase; checkpoints last
+            try:
+                callback.on_epoch_end(state)
+            except StopTraining as err:
+                stop, state["stopping"] = stop or err, True
+        if stop is not None:
+            raise stop
 
     def _improved(self, record: dict[str, Any]) -> bool:
         """Whether the epoch's raw or averaged weights beat the best so far (raw on ties)."""
