@@ -419,6 +419,42 @@ def test_early_stopping_keeps_its_count_across_a_resume(
     assert resumed.history[-1].get("early_stop")
 
 
+@pytest.mark.slow
+def test_a_phase_ended_early_stays_ended_across_a_resume(
+    split_folders: Path, tmp_path: Path
+) -> None:
+    """Early stopping ends the frozen phase; a crash before the next phase's first epoch
+    (a callback raising at its start) leaves a last checkpoint that marks the phase as ended,
+    so the resumed run goes on with the unfrozen phase, as one that never crashed does."""
+
+    class CrashError(Exception):
+        pass
+
+    class CrashAtTheSecondPhase(Callback):
+        def on_phase_begin(self, state: dict[str, Any]) -> None:
+            if state["phase_index"] == 1:
+                raise CrashError
+
+    options = _options(
+        strategy="finetune", epochs=8, freeze_epochs=6, augment="none", monitor="val_loss",
+        patience=1, lr=5.0, head_init="random", safeguard=False,
+    )  # fmt: skip
+    reference = train_neural(split_folders, out=tmp_path / "reference", options=options)
+    phases = [h["phase"] for h in reference.history]
+    assert phases.count("head") < 6 and "unfrozen" in phases  # the frozen phase ended early
+    with pytest.raises(CrashError):
+        train_neural(
+            split_folders,
+            out=tmp_path / "crashed",
+            options=options,
+            callbacks=[CrashAtTheSecondPhase()],
+        )
+    saved = torch.load(tmp_path / "crashed" / "checkpoint_last.pt", weights_only=True)
+    assert saved["state"]["stopped_phases"] == [0] and saved["state"]["epoch"] == 6
+    resumed = train_neural(None, resume=tmp_path / "crashed")
+    assert [h["phase"] for h in resumed.history] == phases
+
+
 def test_preflight_warns_about_swapped_channels(photos: dict[str, Path], tmp_path: Path) -> None:
     from graft.training.preflight import preflight
 
