@@ -13,7 +13,8 @@ pytest.importorskip("ray")
 
 import graft
 from graft.errors import ConfigError
-from graft.features.extract import FeatureSpec, extract_dataset
+from graft.features.dataset import extract_dataset
+from graft.features.extract import FeatureSpec
 from graft.scaleout.ray_data import (
     expand_paths,
     extract_with_ray,

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from graft.zoo import add_weights, describe, list_backbones, remove_weights, stored_records
+from graft.zoo import describe, list_backbones, remove_weights, stored_records
 from graft.zoo.registry import availability
 
 weights_app = typer.Typer(help="Manage the local weight store (weights you bring, kept offline).")
@@ -69,6 +69,8 @@ def weights_add(
     ),
 ) -> None:
     """Check that FILE loads strictly into an architecture, then store it for offline use."""
+    from graft.zoo import add_weights  # loads PyTorch and timm: only when adding
+
     names = _read_labels(labels) if labels is not None else None
     record = add_weights(file, architecture=backbone, tag=tag, labels=names)
     typer.echo(

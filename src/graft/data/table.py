@@ -22,8 +22,8 @@ import csv
 import re
 from pathlib import Path
 
-from graft.data.dataset import SPLIT_NAMES, LabelledImages, Sample, Split
 from graft.data.images import IMAGE_EXTENSIONS
+from graft.data.samples import SPLIT_NAMES, LabelledImages, Sample, Split
 from graft.errors import DataError
 
 PATH_COLUMNS = (

@@ -1,4 +1,4 @@
-"""Choosing and creating an engine; where compiled models are kept.
+"""Choosing and creating an engine (what engines share is :mod:`graft.engines.common`).
 
 Example:
     >>> resolve_engine("torch")
@@ -13,14 +13,10 @@ pass --engine openvino (or auto)
 from __future__ import annotations
 
 import importlib.util
-import os
 import warnings
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-import numpy as np
-
+from graft.engines.common import Calibration, Engine, compiled_path
 from graft.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -40,18 +36,6 @@ SUPPORTS = {
 }
 _MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
 _INSTALL = {"onnxruntime": "pip install onnxruntime", "openvino": "pip install openvino nncf"}
-
-#: Returns uint8 calibration pixels ``N x 3 x S x S`` (decoded only when an int8 model is built).
-Calibration = Callable[[], np.ndarray]
-
-
-class Engine(Protocol):
-    """Runs a network on uint8 pixel batches."""
-
-    name: str
-    precision: str
-
-    def __call__(self, pixels: np.ndarray) -> np.ndarray: ...
 
 
 def available_engines() -> list[str]:
@@ -147,13 +131,6 @@ def create_engine(
     return TorchEngine(network, device=device, precision=precision)
 
 
-def compiled_path(engine: str, cache_key: str, suffix: str) -> Path:
-    """Where an engine keeps the compiled model of ``cache_key``."""
-    from graft.config import cache_dir
-
-    return cache_dir() / "engines" / engine / f"{cache_key}{suffix}"
-
-
 #: The file each engine keeps a compiled model in (see :func:`compiled_path`).
 _SUFFIX = {"openvino": ".xml", "onnxruntime": ".onnx"}
 
@@ -187,25 +164,3 @@ def bf16_native(engine: str = "auto", device: str | None = None) -> bool:
     from graft.device import native_bf16, resolve_device
 
     return native_bf16(resolve_device(device))
-
-
-def need_calibration(calibration: Calibration | None, precision: str) -> np.ndarray:
-    """Decode the calibration pixels, or say why int8 cannot be built.
-
-    Raises:
-        ConfigError: No calibration images were given.
-    """
-    if calibration is None:
-        raise ConfigError(
-            f"precision {precision} needs calibration images to build the quantized model; "
-            "extract or train with --precision int8 on labelled images first"
-        )
-    pixels = calibration()
-    if not len(pixels):
-        raise ConfigError("int8 calibration found no decodable images; check the training split")
-    return pixels
-
-
-def threads() -> int:
-    """Engine threads: one per core."""
-    return os.cpu_count() or 1

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from graft.engines.base import Calibration, compiled_path, need_calibration, threads
+from graft.engines.common import Calibration, compiled_path, need_calibration, threads
 from graft.engines.onnx_io import INPUT, cpu_session, export_onnx, quantize_onnx
 from graft.fileio import atomic_path
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from graft.engines.base import Calibration, compiled_path, need_calibration, threads
+from graft.engines.common import Calibration, compiled_path, need_calibration, threads
 from graft.engines.signal_stack import preserved_signal_stack
 from graft.errors import ConfigError
 

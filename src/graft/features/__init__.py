@@ -14,11 +14,10 @@ __getattr__, __dir__, _ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "cache": ["FeatureCache", "default_cache_path"],
+        "dataset": ["DatasetFeatures", "extract_dataset"],
         "extract": [
-            "DatasetFeatures",
             "ExtractionResult",
             "FeatureSpec",
-            "extract_dataset",
             "extract_features",
             "stream_features",
             "calibrate",
@@ -51,12 +50,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from graft.features.cache import FeatureCache, default_cache_path
+    from graft.features.dataset import DatasetFeatures, extract_dataset
     from graft.features.extract import (
-        DatasetFeatures,
         ExtractionResult,
         FeatureSpec,
         calibrate,
-        extract_dataset,
         extract_features,
         stream_features,
     )

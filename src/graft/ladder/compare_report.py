@@ -22,17 +22,14 @@ from graft.html import (
     table,
     write_html,
 )
+from graft.ladder.comparison import COMPARE_HTML, Comparison, Row
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from graft.ladder.compare import Comparison, Row
-
 
 def write_compare_report(comparison: Comparison) -> Path:
     """Write ``compare.html`` (and the plots as PNGs) into the comparison folder."""
-    from graft.ladder.compare import COMPARE_HTML
-
     rows = comparison.rows
     best = comparison.best
     worst = min(rows, key=lambda row: row.metrics["accuracy"])

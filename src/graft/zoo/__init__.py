@@ -26,7 +26,8 @@ __getattr__, __dir__, _ = lazy_loader.attach(
             "get_backbone",
             "list_backbones",
         ],
-        "store": ["add_weights", "remove_weights", "stored_records"],
+        "store": ["remove_weights", "stored_records"],
+        "user_weights": ["add_weights"],
     },
 )
 
@@ -63,4 +64,5 @@ if TYPE_CHECKING:
         get_backbone,
         list_backbones,
     )
-    from graft.zoo.store import add_weights, remove_weights, stored_records
+    from graft.zoo.store import remove_weights, stored_records
+    from graft.zoo.user_weights import add_weights
