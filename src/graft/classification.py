@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from graft.data.files import collect_images
+from graft.data.transforms import eval_transform, resize_target
+from graft.engines import create_engine
 from graft.errors import ConfigError, DataError
 from graft.zoo.labels import label_names
 from graft.zoo.registry import DEFAULT_BACKBONE
@@ -123,7 +125,6 @@ def iter_classify(
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     from graft.data.loading import iter_batches
-    from graft.data.transforms import eval_transform, resize_target
     from graft.device import resolve_device
     from graft.zoo.model import create_model
 
@@ -178,8 +179,6 @@ def imagenet_probabilities(
     import torch
 
     from graft.data.loading import iter_batches
-    from graft.data.transforms import eval_transform, resize_target
-    from graft.engines import create_engine
     from graft.zoo.model import create_model
 
     model = create_model(backbone)

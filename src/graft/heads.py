@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from graft.errors import ConfigError, DataError
+from graft.fileio import atomic_path
 
 HeadKind = Literal["logreg", "svm", "knn", "centroid"]
 HEADS: tuple[HeadKind, ...] = ("logreg", "svm", "knn", "centroid")
@@ -80,8 +81,6 @@ class ClassicHead:
     def save(self, path: Path) -> None:
         """Write the head as safetensors: arrays plus a JSON description (atomically)."""
         from safetensors.numpy import save_file
-
-        from graft.fileio import atomic_path
 
         meta = {"kind": self.kind, "classes": self.classes, "params": self.params}
         tensors = {name: np.ascontiguousarray(value) for name, value in self.arrays.items()}

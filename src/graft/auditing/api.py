@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from graft.auditing import copies, findings
+from graft.auditing.report import write_audit_report
 from graft.auditing.thumbnails import thumbnails
 from graft.data.dataset import LabelledImages, Sample
 from graft.data.fixes import Suggestion, read_fixes, write_fixes
@@ -293,8 +294,6 @@ def audit(
     write_fixes(result.fixes_file, result.suggestions())
     html = folder / AUDIT_HTML
     if report:
-        from graft.auditing.report import write_audit_report
-
         write_audit_report(result, html)
         lap("report")
     elif html.is_file() and not html.is_symlink():

@@ -18,6 +18,8 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from graft.data.images import load_image
+from graft.errors import DataError
 from graft.html import Section, card, image_tag, paragraph, table, write_html
 
 if TYPE_CHECKING:
@@ -135,9 +137,6 @@ def _card(paths: list[Path], caption: str, title: str) -> str:
 def _thumbnail(path: Path) -> bytes:
     """A PNG thumbnail (a grey placeholder if the file cannot be read any more)."""
     from PIL import Image
-
-    from graft.data.images import load_image
-    from graft.errors import DataError
 
     try:
         image = load_image(path, draft_size=THUMB)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from graft.data.images import load_image
 from graft.data.loading import iter_decoded
 from graft.data.scan import content_hashes
 from graft.features.cache import FeatureCache, default_cache_path
@@ -109,8 +110,6 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _compute(files: list[Path]) -> list[np.ndarray | None]:
     from PIL import Image
-
-    from graft.data.images import load_image
 
     def one(path: Path) -> np.ndarray:
         image = load_image(path, draft_size=_DRAFT).convert("L")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from graft.data.images import load_image
-from graft.data.transforms import ImageTransform
+from graft.data.transforms import ImageTransform, eval_transform, resize_target
 from graft.errors import DataError
 
 if TYPE_CHECKING:
@@ -148,7 +148,6 @@ def decode_pixels(paths: Sequence[Path], preprocessing: Preprocessing) -> np.nda
         >>> decode_pixels(list(sample_photos().values())[:2], pre).shape
         (2, 3, 224, 224)
     """
-    from graft.data.transforms import eval_transform, resize_target
 
     blocks = [
         batch.pixels.numpy()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from graft.data.dataset import LabelledImages, from_items, read_labelled
+from graft.data.fixes import apply_fixes, read_fixes
 from graft.data.splits import assign_splits, subset_then_carve, subset_train
 from graft.data.validate import DataReport, validate
 from graft.errors import ConfigError
@@ -127,8 +128,6 @@ def prepare(
     )
     fixed: dict[str, Any] = {}
     if options.fixes is not None:  # after the split: every image keeps the split it had
-        from graft.data.fixes import apply_fixes, read_fixes
-
         images, fixed = apply_fixes(images, read_fixes(options.fixes))
         fixed = {"file": str(options.fixes), **fixed}
     if carving and capped:  # the capped training images stay those of an uncarved run

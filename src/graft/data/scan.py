@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from graft.config import max_pixels
+from graft.config import cache_dir, max_pixels
 from graft.data.images import (
     SUPPORTED_FORMATS,
     NotAnImageError,
@@ -185,7 +185,6 @@ def _read(path: str) -> FileInfo:
 
 def default_index_path() -> Path:
     """Return the file index database in graft's cache folder."""
-    from graft.config import cache_dir
 
     return cache_dir() / "files.sqlite"
 

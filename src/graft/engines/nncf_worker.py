@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from graft.errors import ConfigError
+
 #: Held-out training images the accuracy control scores on (the hardest of the pool).
 VALIDATION_ITEMS = 300
 #: Largest accepted drop in top-1 agreement with the float model on those images.
@@ -61,8 +63,6 @@ def run_child(arguments: list[str]) -> None:
         ConfigError: NNCF is not installed, or the child failed (its last error line given).
     """
     import importlib.util
-
-    from graft.errors import ConfigError
 
     if importlib.util.find_spec("nncf") is None:
         raise ConfigError("int8 quantization needs NNCF: pip install nncf")

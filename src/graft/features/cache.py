@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from graft.config import cache_dir
 from graft.sqlite import Transaction, connect, select_in
 
 _SCHEMA = """
@@ -137,6 +138,5 @@ class FeatureCache:
 
 def default_cache_path() -> Path:
     """Return the cache database in graft's cache folder (``GRAFT_CACHE_DIR`` moves it)."""
-    from graft.config import cache_dir
 
     return cache_dir() / "features.sqlite"

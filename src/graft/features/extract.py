@@ -20,11 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from graft.data.scan import content_hashes
+from graft.data.scan import FileIndex, content_hashes, default_index_path
+from graft.data.transforms import eval_transform, resize_target
+from graft.engines import create_engine, resolve_engine
+from graft.engines.base import PRECISIONS
 from graft.errors import ConfigError, DataError
 from graft.features.cache import FeatureCache, default_cache_path
-from graft.features.layers import POOLINGS, Pooling
+from graft.features.layers import POOLINGS, Pooling, feature_module
 from graft.zoo.records import BackboneRecord, Preprocessing
+from graft.zoo.registry import get_backbone
 
 if TYPE_CHECKING:
     from torch import nn
@@ -76,8 +80,6 @@ class FeatureSpec:
             ConfigError: Unknown backbone, pooling or precision, bad image size, or a backbone
                 without pretrained weights (features of random weights are not worth caching).
         """
-        from graft.engines.base import PRECISIONS
-        from graft.zoo.registry import get_backbone
 
         if precision not in PRECISIONS:
             raise ConfigError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
@@ -316,8 +318,6 @@ def feature_engine(
         ConfigError: See :func:`graft.engines.create_engine`.
     """
     from graft.data.loading import decode_pixels
-    from graft.engines import create_engine
-    from graft.features.layers import feature_module
     from graft.zoo.model import create_model
 
     files = spec.calibration_files
@@ -361,7 +361,6 @@ def stream_features(
     from concurrent.futures import ThreadPoolExecutor
 
     from graft.data.loading import iter_batches
-    from graft.data.transforms import eval_transform, resize_target
 
     transform = eval_transform(spec.preprocessing)  # imports timm here, not in two threads
     with ThreadPoolExecutor(max_workers=1) as builder:
@@ -404,7 +403,6 @@ def _compute(
     progress: ProgressCallback | None,
     found: dict[str, np.ndarray],
 ) -> tuple[str, list[tuple[Path, str]]]:
-    from graft.engines import resolve_engine
 
     by_path = {path: digest for digest, path in missing.items()}
     files = list(missing.values())
@@ -427,8 +425,6 @@ def _compute(
         if progress is not None:
             progress(done, len(files))
     if failures:  # rescan them next time: one may have changed under its remembered hash
-        from graft.data.scan import FileIndex, default_index_path
-
         index = FileIndex(default_index_path())
         try:
             index.forget([path for path, _ in failures])

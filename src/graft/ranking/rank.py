@@ -21,8 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from graft.data.prepare import DataOptions
+from graft.classification import imagenet_probabilities
+from graft.data.prepare import DataOptions, prepare
 from graft.errors import ConfigError, DataError
+from graft.features import extract as extraction
+from graft.features.extract import FeatureSpec
+from graft.features.layers import resolve_layer
+from graft.ranking import scores
+from graft.zoo.registry import availability, list_backbones
 
 #: Scores every candidate gets, and the two that need an ImageNet head.
 CORE_SCORES = ("logme", "h_score", "knn", "linear_cv")
@@ -95,7 +101,6 @@ def parse_candidates(backbones: str, layers: str | None = None) -> list[tuple[st
         >>> parse_candidates("efficientnet_lite0.in1k@stage4,squeezenet1_1.in1k", "final")
         [('efficientnet_lite0.in1k', 'stage4'), ('squeezenet1_1.in1k', 'final')]
     """
-    from graft.zoo.registry import availability, list_backbones
 
     names: list[str] = []
     for token in (name.strip() for name in backbones.split(",")):
@@ -145,7 +150,6 @@ def rank(
         ConfigError: Unknown backbone or layer, or one without pretrained weights.
         DataError: Fewer than two classes among the training images.
     """
-    from graft.data.prepare import prepare
 
     pairs = parse_candidates(backbones, layers)
     specs = [_spec(backbone, layer) for backbone, layer in pairs]  # validate before heavy work
@@ -167,8 +171,6 @@ def rank(
 
 
 def _spec(backbone: str, layer: str) -> Any:
-    from graft.features.extract import FeatureSpec
-    from graft.features.layers import resolve_layer
 
     spec = FeatureSpec.create(backbone, layer=layer)
     resolve_layer(spec.record, layer)
@@ -199,10 +201,8 @@ def _score(
     labels: np.ndarray,
     engine: str,
 ) -> Candidate:
-    from graft.features.extract import extract_features
-    from graft.ranking import scores
 
-    result = extract_features(paths, spec, engine=engine, hashes=hashes)
+    result = extraction.extract_features(paths, spec, engine=engine, hashes=hashes)
     ok = result.ok
     features, y = result.features[ok], labels[ok]
     speed = result.computed / result.seconds if result.computed else None
@@ -214,8 +214,6 @@ def _score(
         "linear_cv": scores.linear_cv_accuracy(features, y),
     }
     if layer == "final" and spec.record.has_head:
-        from graft.classification import imagenet_probabilities
-
         good = [p for p, flag in zip(paths, ok, strict=True) if flag]
         theta = imagenet_probabilities(good, backbone=backbone, engine=engine)
         candidate.scores["leep"] = scores.leep(theta, y)

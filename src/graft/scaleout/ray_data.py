@@ -30,8 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from graft.data.dataset import read_labelled
+from graft.data.files import collect_images
+from graft.data.images import load_image
+from graft.data.transforms import eval_transform, resize_target
 from graft.errors import ConfigError, DataError
+from graft.features.extract import FeatureSpec, feature_engine
 from graft.fileio import atomic_path, write_json_atomic
+from graft.predictor import load
+from graft.zoo.registry import DEFAULT_BACKBONE
 
 #: Images per Ray batch (decode tasks and model actors alike).
 RAY_BATCH = 64
@@ -88,8 +95,6 @@ class Decode:
         self.preprocessings = list(preprocessings)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from graft.data.images import load_image
-        from graft.data.transforms import eval_transform, resize_target
 
         transforms = [eval_transform(p) for p in self.preprocessings]
         draft = max(resize_target(p) for p in self.preprocessings)
@@ -117,7 +122,6 @@ class Features:
     """A Ray actor: graft's feature engine, built once, over decoded batches."""
 
     def __init__(self, spec: Any, engine: str) -> None:
-        from graft.features.extract import feature_engine
 
         self.engine = feature_engine(spec, engine=engine)
 
@@ -137,7 +141,6 @@ class Probabilities:
     """A Ray actor: a trained run's predictor, loaded once, over decoded batches."""
 
     def __init__(self, run_dir: str, backend: str) -> None:
-        from graft.predictor import load
 
         self.predictor = load(run_dir, backend=backend)
 
@@ -179,9 +182,6 @@ def extract_with_ray(
         ConfigError: Ray missing, bad options.
         DataError: The data cannot be read.
     """
-    from graft.data.dataset import read_labelled
-    from graft.features.extract import FeatureSpec
-    from graft.zoo.registry import DEFAULT_BACKBONE
 
     spec = FeatureSpec.create(
         backbone or DEFAULT_BACKBONE, layer=layer, pool=pool, image_size=image_size
@@ -225,7 +225,6 @@ def predict_with_ray(
     Writes ``OUT/predictions/*.parquet`` (``path``, ``label``, ``confidence``,
     ``probabilities`` in the order of ``OUT/classes.json``) and ``OUT/errors.csv``.
     """
-    from graft.predictor import load
 
     _check_output(Path(out_dir), "predictions", "classes.json")
     files = expand_paths(paths)
@@ -256,7 +255,6 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     Raises:
         DataError: A path that does not exist.
     """
-    from graft.data.files import collect_images
 
     plain: list[Path] = []
     for raw in paths:

@@ -54,6 +54,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from graft.data.images import NotAnImageError
 from graft.errors import DataError
+from graft.predictor import load
 from graft.runs import METRICS
 from graft.serve.batcher import Admission, MicroBatcher, QueueFullError, TooManyImagesError
 from graft.serve.decoding import DecodeLanes
@@ -101,7 +102,6 @@ def create_app(run_dir: str | Path, options: ServeOptions | None = None) -> Fast
     Raises:
         DataError: The run cannot be loaded.
     """
-    from graft.predictor import load
 
     settings = options or ServeOptions()
     # A malformed body is answered 400 with the parser's reason; its log line would only let a

@@ -26,7 +26,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-from graft.data.images import decode_image_bytes, open_image
+from graft.data.images import (
+    CorruptImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    decode_image_bytes,
+    open_image,
+)
 
 T = TypeVar("T")
 
@@ -39,8 +45,6 @@ def header_pixels(data: bytes | bytearray, name: str) -> int:
         CorruptImageError: A header Pillow cannot parse.
     """
     from PIL import Image
-
-    from graft.data.images import CorruptImageError, ImageTooLargeError, NotAnImageError
 
     try:
         with warnings.catch_warnings():

@@ -22,6 +22,9 @@ from torch import nn
 
 from graft.errors import WeightsError
 from graft.zoo.records import BackboneRecord, Preprocessing
+from graft.zoo.registry import get_backbone
+from graft.zoo.sources import load_weights
+from graft.zoo.squeezenet import SqueezeNet
 
 
 class BackboneNet(Protocol):
@@ -129,8 +132,6 @@ def build_network(record: BackboneRecord, num_classes: int | None = None) -> nn.
     """
     classes = record.num_classes if num_classes is None else num_classes
     if record.library == "torchvision":
-        from graft.zoo.squeezenet import SqueezeNet
-
         if record.architecture != "squeezenet1_1":  # pragma: no cover - only one such record
             raise WeightsError(f"{record.name}: unsupported torchvision architecture")
         return SqueezeNet(num_classes=classes)
@@ -166,8 +167,6 @@ def create_model(
         >>> model.num_classes, model.num_features
         (2, 1280)
     """
-    from graft.zoo.registry import get_backbone
-    from graft.zoo.sources import load_weights
 
     record = get_backbone(backbone) if isinstance(backbone, str) else backbone
     net = build_network(record)
