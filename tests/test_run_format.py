@@ -15,6 +15,7 @@ import graft
 from fixtures.make_runs import fixture_images
 from graft.errors import DataError
 from graft.runs import read_run_config
+from graft.training import LinearOptions, NeuralOptions
 
 FORMAT1 = Path(__file__).parent / "fixtures" / "runs" / "format1"
 
@@ -86,3 +87,29 @@ def test_data_phases_and_timings_read_as_records() -> None:
     assert linear.timings.total_s == pytest.approx(0.022 + 0.6 + 0.04 + 1.339 + 0.02)
     assert tuned.timings.epoch_s == {"head": 0.02, "unfrozen": 0.03}
     assert tuned.timings.total_s is None
+
+
+def test_options_read_as_the_strategy_options(tmp_path: Path) -> None:
+    """``config.json``'s options become the strategy's own dataclass; unknown fields are named."""
+    linear, tuned = (read_run_config(FORMAT1 / run) for run in ("linear", "finetune"))
+    probe = LinearOptions.from_run(linear)
+    assert (probe.backbone, probe.head, probe.image_size, probe.engine) == (
+        "efficientnet_lite0",
+        "logreg",
+        64,
+        "torch",
+    )
+    options = NeuralOptions.from_run(tuned)
+    assert (options.strategy, options.epochs, options.freeze_epochs, options.ema) == (
+        "finetune",
+        2,
+        1,
+        0.998,
+    )
+    with pytest.raises(DataError, match="has no NeuralOptions"):
+        NeuralOptions.from_run(linear)
+    newer = json.loads((FORMAT1 / "finetune" / "config.json").read_text())
+    newer["options"]["warp_drive"] = True
+    (tmp_path / "config.json").write_text(json.dumps(newer))
+    with pytest.raises(DataError, match="unknown options warp_drive"):
+        NeuralOptions.from_run(read_run_config(tmp_path))

@@ -187,13 +187,14 @@ class RunConfig:
         head: The head.
         engine: The engine the run was trained with (``auto``, ``torch``, ...).
         tta: The test-time augmentation it predicts with.
-        options: The strategy's options as given (the fields of the strategy's options
-            dataclass, :class:`graft.training.LinearOptions` or ``NeuralOptions``, which the
-            training layer rebuilds from them).
+        options: The strategy's options as given: the fields of its options dataclass,
+            which ``LinearOptions.from_run`` / ``NeuralOptions.from_run``
+            (:mod:`graft.training`, a layer above this one) rebuild.
         data: Where the data came from, its counts, options and cleaning.
         phases: Neural runs: the phases as run.
         timings: How long it took.
         raw: The whole ``config.json``.
+        source: The file it was read from (for messages).
     """
 
     format: int
@@ -209,6 +210,7 @@ class RunConfig:
     phases: list[PhaseEntry] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    source: str = field(default="config.json", repr=False, compare=False)
 
     @property
     def neural(self) -> bool:
@@ -270,6 +272,7 @@ class RunConfig:
                     {k: float(v) for k, v in (config.get("time_per_epoch_s") or {}).items()},
                 ),
                 raw=config,
+                source=source,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -49,12 +49,14 @@ from graft.runs import (
     MANIFEST,
     METRICS,
     SKIPPED,
+    RunConfig,
     predictions_file,
     staged_run_dir,
     write_config,
     write_predictions,
     write_skipped,
 )
+from graft.training.options import options_from_run
 from graft.zoo.registry import DEFAULT_BACKBONE
 
 if TYPE_CHECKING:
@@ -93,6 +95,15 @@ class LinearOptions:
     precision: str = "auto"
     precision_tolerance: float = 1.0
     force_precision: bool = False
+
+    @classmethod
+    def from_run(cls, run: RunConfig) -> LinearOptions:
+        """The options a linear run was trained with (``config.json``'s ``options``).
+
+        Raises:
+            DataError: The run is not a linear run, or its options are not these fields.
+        """
+        return cast(LinearOptions, options_from_run(cls, run, {}))
 
     def specs(self) -> list[FeatureSpec]:
         """Return one feature spec per backbone named."""

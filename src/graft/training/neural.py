@@ -101,9 +101,7 @@ def train_neural(
         if run.status == "complete":
             raise ConfigError(f"{run_dir}: this run is complete; nothing to resume")
         config = run.raw
-        # a run written before LP-FT, the safeguard and EMA resumes as it started
-        legacy = {"head_init": "random", "safeguard": False, "ema": 0.0}
-        options = NeuralOptions(**{**legacy, **run.options})
+        options = NeuralOptions.from_run(run)  # an older run resumes as it started
         data_options = DataOptions(**{**run.data.options, "root": None})
         report = prepare(run_dir / MANIFEST, DataOptions(seed=data_options.seed))
         # split.csv already holds the data after fixes and drops; keep the record of them

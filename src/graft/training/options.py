@@ -17,7 +17,8 @@ import torch
 
 from graft.data.validate import DataReport
 from graft.device import native_bf16
-from graft.errors import ConfigError
+from graft.errors import ConfigError, DataError
+from graft.runs import RunConfig
 from graft.training.loop import Phase
 from graft.training.probe import HEAD_INITS
 from graft.training.stages import Stage, resolve_unfreeze
@@ -173,6 +174,34 @@ class NeuralOptions:
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return asdict(self)
+
+    @classmethod
+    def from_run(cls, run: RunConfig) -> NeuralOptions:
+        """The options a neural run was trained with (``config.json``'s ``options``).
+
+        A run written before LP-FT, the safeguard and EMA gets the values it started with
+        (``head_init="random"``, no safeguard, no average), not today's defaults.
+
+        Raises:
+            DataError: The run is not a neural run, or its options are not these fields.
+        """
+        legacy = {"head_init": "random", "safeguard": False, "ema": 0.0}
+        return options_from_run(cls, run, legacy)
+
+
+def options_from_run(kind: Any, run: RunConfig, legacy: dict[str, Any]) -> Any:
+    """``kind(**run.options)``, with one-line errors naming the run (shared by
+    :meth:`graft.training.LinearOptions.from_run`)."""
+    wanted = "linear" if kind.__name__ == "LinearOptions" else "neural"
+    if ("linear" if run.strategy == "linear" else "neural") != wanted:
+        raise DataError(f"{run.source}: a {run.strategy} run has no {kind.__name__}")
+    unknown = sorted(set(run.options) - set(kind.__dataclass_fields__))
+    if unknown:
+        raise DataError(
+            f"{run.source}: unknown options {', '.join(unknown)}; it was written by a newer "
+            "graft (upgrade graft to read it)"
+        )
+    return kind(**{**legacy, **run.options})
 
 
 def plan_phases(options: NeuralOptions, *, stage_count: int) -> list[Phase]:
