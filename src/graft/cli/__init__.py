@@ -30,6 +30,7 @@ from graft.cli import (
     predict_cmd,
     rank_cmd,
     serve_cmd,
+    studio_cmd,
     train_cmd,
     zoo_cmd,
 )
@@ -53,6 +54,7 @@ app.command("compare")(compare_cmd.compare)
 app.command("predict")(predict_cmd.predict)
 app.command("export")(export_cmd.export)
 app.command("serve")(serve_cmd.serve)
+app.command("studio")(studio_cmd.studio)
 app.command("extract")(extract_cmd.extract)
 app.add_typer(cache_cmd.cache_app, name="cache")
 app.command("demo")(demo_cmd.demo)
