@@ -244,3 +244,57 @@ def test_the_whole_journey_in_a_real_browser(cells: Path, tmp_path: Path) -> Non
     assert (runs[-1] / "model.onnx").is_file()
     assert len(list(shots.glob("*.png"))) == 8
     print("health round trips during the fine-tune (ms):", [round(ms, 1) for ms in health_ms])
+
+
+def _finished(client: TestClient, job: str, timeout: float = 300.0) -> dict:  # type: ignore[type-arg]
+    app_jobs: JobQueue = client.app.state.jobs  # type: ignore[attr-defined]
+    ended = app_jobs.wait(job, timeout=timeout)
+    assert ended.ended, f"job {job} still {ended.status}"
+    return ended.summary()
+
+
+@pytest.mark.slow
+def test_a_cancelled_fine_tune_resumes_to_completion(cells: Path, tmp_path: Path) -> None:
+    """Cancel at the first training step: the job says so, the run stays resumable, and
+    resuming it from the page's route completes it."""
+    client = TestClient(create_studio_app([cells], workspace=tmp_path / "studio"))
+    started = client.post(
+        "/api/train",
+        json={
+            "data": str(cells),
+            "strategy": "finetune",
+            "options": {"epochs": 2, "freeze_epochs": 1, "image_size": 64, "workers": 0},
+        },
+    ).json()
+    jobs: JobQueue = client.app.state.jobs  # type: ignore[attr-defined]
+    job = jobs.jobs[started["job"]]
+    for event in job.stream(timeout=120):
+        if event is not None and event["type"] == "epoch_begin" and event["epoch"] == 2:
+            client.post(f"/api/jobs/{job.id}/cancel")
+            break
+    assert _finished(client, job.id)["status"] == "cancelled"
+    runs = client.get("/api/runs").json()
+    assert [(r["name"], r["status"]) for r in runs] == [(started["run"], "running")]
+    resumed = client.post("/api/resume", json={"run": started["run"]}).json()
+    outcome = _finished(client, resumed["job"])
+    assert outcome["status"] == "done", outcome["error"]
+    run = tmp_path / "studio" / "runs" / started["run"]
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert client.get("/api/runs").json()[0]["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_shortlist_and_audit_run_as_jobs(cells: Path, tmp_path: Path) -> None:
+    client = TestClient(create_studio_app([cells], workspace=tmp_path / "studio"))
+    ranked = client.post("/api/rank", json={"data": str(cells)}).json()
+    result = _finished(client, ranked["job"])
+    assert result["status"] == "done", result["error"]
+    names = [c["name"] for c in result["result"]["candidates"]]
+    assert len(names) >= 3 and result["result"]["recommended"] == names[0]
+    audited = client.post("/api/audit", json={"data": str(cells)}).json()
+    result = _finished(client, audited["job"])
+    assert result["status"] == "done", result["error"]
+    assert set(result["result"]["summary"]) >= {"label_issues"}
+    page = client.get(result["result"]["report"])
+    assert page.status_code == 200 and "<html" in page.text.lower()

@@ -273,7 +273,8 @@ def create_studio_app(
         run = space.run_dir(_text(body, "run"))
 
         def work(job: Job) -> dict[str, Any]:
-            result = train(resume=run, callbacks=[TrainingEvents(job)])
+            strategy = read_run_config(run).strategy
+            result = train(strategy=strategy, resume=run, callbacks=[TrainingEvents(job)])
             return {"run": run.name, "metrics": result.metrics}
 
         return {"job": jobs.submit(str(run), "resume", work).id, "run": run.name}
