@@ -22,14 +22,17 @@ from graft.studio.jobs import JobQueue
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _solar_cells(folder: Path, per_class: int = 16) -> Path:
-    """Class folders of real ELPV cells (the embedded demo set), ``per_class`` of each."""
+def _solar_cells(folder: Path, per_class: int = 12) -> Path:
+    """Real ELPV cells (the embedded demo set) in split folders: ``per_class`` of each class in
+    train and as many in validation (hard enough that a run makes mistakes)."""
     counts: dict[str, int] = {}
     for path, label in elpv("binary"):
-        if counts.get(label, 0) < per_class:
-            counts[label] = counts.get(label, 0) + 1
-            (folder / label).mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, folder / label / path.name)
+        seen = counts.get(label, 0)
+        if seen < 2 * per_class:
+            counts[label] = seen + 1
+            split = "train" if seen < per_class else "validation"
+            (folder / split / label).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, folder / split / label / path.name)
     return folder
 
 
@@ -47,11 +50,12 @@ def test_paths_outside_the_opened_folders_are_refused(cells: Path, tmp_path: Pat
     assert client.get("/api/runs/..%2F..%2Fetc").status_code in (403, 404)
     opened = client.post("/api/open", json={"path": str(cells)}).json()
     assert opened["classes"] == ["defective", "functional"]
-    assert opened["counts"] == {  # split as training would: 20 % for validation
-        "train": {"defective": 13, "functional": 13},
-        "val": {"defective": 3, "functional": 3},
+    assert opened["layout"] == "split-folders"
+    assert opened["counts"] == {
+        "train": {"defective": 12, "functional": 12},
+        "val": {"defective": 12, "functional": 12},
     }
-    image = next((cells / "defective").iterdir())
+    image = next((cells / "train" / "defective").iterdir())
     bad = client.post(
         "/api/decide",
         json={"data": str(cells), "path": str(image), "action": "relabel", "label": "cat"},
@@ -166,7 +170,7 @@ def test_the_whole_journey_in_a_real_browser(cells: Path, tmp_path: Path) -> Non
         cells_text = page.eval_on_selector_all(
             "#counts tr[data-class=defective] td", "cells => cells.map(c => c.textContent)"
         )
-        assert cells_text == ["defective", "13", "3"]
+        assert cells_text == ["defective", "12", "12"]
         page.wait_for_selector("#grid figure img")
         shot("1-data")
         # 2. a linear run: extraction progress arrives, then accuracy and the confusion matrix
@@ -205,13 +209,8 @@ def test_the_whole_journey_in_a_real_browser(cells: Path, tmp_path: Path) -> Non
         names = page.eval_on_selector_all("#run option", "options => options.map(o => o.value)")
         linear = next(name for name in names if "-linear-" in name)
         page.select_option("#run", linear)
-        page.wait_for_selector("#mistakes figure, #metrics")
-        target = page.locator("#mistakes figure")
-        if target.count():
-            target.first.click()
-        else:  # a perfect run has no mistakes: relabel an image from the grid instead
-            page.click("#tabs [data-tab=data]")
-            page.locator("#grid figure").first.click()
+        page.wait_for_selector("#mistakes figure.mistake")
+        page.locator("#mistakes figure.mistake").first.click()
         page.wait_for_selector("#viewer:not([hidden])")
         page.wait_for_function("document.getElementById('viewer-image').naturalWidth > 0")
         shot("5-mistake")
@@ -224,7 +223,7 @@ def test_the_whole_journey_in_a_real_browser(cells: Path, tmp_path: Path) -> Non
         shot("6-retrained")
         # 5. try an image, 6. export ONNX with its parity figures
         page.click("#tabs [data-tab=try]")
-        image = next((cells / "functional").iterdir())
+        image = next((cells / "validation" / "functional").iterdir())
         page.set_input_files("#try-file", str(image))
         page.wait_for_selector("#try-result li.prediction")
         assert (page.text_content("#try-result li") or "").startswith(image.name + ": ")
@@ -287,7 +286,8 @@ def test_a_cancelled_fine_tune_resumes_to_completion(cells: Path, tmp_path: Path
 @pytest.mark.slow
 def test_shortlist_and_audit_run_as_jobs(cells: Path, tmp_path: Path) -> None:
     client = TestClient(create_studio_app([cells], workspace=tmp_path / "studio"))
-    ranked = client.post("/api/rank", json={"data": str(cells)}).json()
+    backbones = "efficientnet_lite0.in1k,squeezenet1_1.in1k,mobilenetv2_100.in1k_features"
+    ranked = client.post("/api/rank", json={"data": str(cells), "backbones": backbones}).json()
     result = _finished(client, ranked["job"])
     assert result["status"] == "done", result["error"]
     names = [c["name"] for c in result["result"]["candidates"]]

@@ -217,7 +217,9 @@ def label_issues(
         return []
     with warnings.catch_warnings():  # "too few examples in class k": small classes are fine
         warnings.simplefilter("ignore", UserWarning)
-        flagged = find_label_issues(y, proba, return_indices_ranked_by="self_confidence")
+        # n_jobs=1: cleanlab's worker pool relies on fork-inherited globals, and fails in a
+        # process started by spawn (the studio runs its jobs in one); the pruning is cheap
+        flagged = find_label_issues(y, proba, return_indices_ranked_by="self_confidence", n_jobs=1)
     return [
         LabelIssue(
             int(row),

@@ -56,19 +56,16 @@ from fastapi.responses import (
 )
 from PIL import Image
 
-from graft.api import train
-from graft.auditing import audit
 from graft.auditing.api import AUDIT_HTML
 from graft.data.prepare import DataOptions
 from graft.errors import ConfigError, DataError, GraftError
 from graft.evaluation.evaluate import evaluate_run
 from graft.evaluation.run_report import write_run_report
-from graft.export import export_model
 from graft.ladder.compare import compare_runs
 from graft.predictor import Predictor, load
-from graft.ranking.rank import rank
 from graft.runs import EXPORTS, REPORT, read_run_config
-from graft.studio.jobs import Job, JobQueue, TrainingEvents, extraction_events
+from graft.studio.jobs import Job, JobQueue
+from graft.studio.tasks import in_child
 from graft.studio.workspace import OutsideError, Workspace
 from graft.training import LinearOptions, NeuralOptions
 
@@ -190,53 +187,39 @@ def create_studio_app(
         if body.get("backbone"):
             options["backbone"] = str(body["backbone"])
         out = space.new_run_dir(source, strategy)
-
-        def work(job: Job) -> dict[str, Any]:
-            data_options = space.data_options(source)
-            job.emit("run", run=out.name, fixes=str(data_options.fixes or ""))
-            result = train(
-                source,
-                strategy=strategy,
-                out=out,
-                fixes=data_options.fixes,
-                progress=extraction_events(job),
-                callbacks=[TrainingEvents(job)],
-                **options,
-            )
-            return {"run": Path(result.run_dir).name, "metrics": result.metrics}
-
-        job = jobs.submit(str(source), strategy, work)
+        fixes = space.data_options(source).fixes
+        params = {
+            "data": str(source),
+            "strategy": strategy,
+            "out": str(out),
+            "fixes": str(fixes) if fixes else None,
+            "options": options,
+        }
+        job = jobs.submit(str(source), strategy, in_child("train", params))
         return {"job": job.id, "run": out.name}
 
     @app.post("/api/rank")
     def shortlist(body: dict[str, Any]) -> dict[str, Any]:
         source = space.inside(_text(body, "data"))
-
-        def work(job: Job) -> dict[str, Any]:
-            ranking = rank(
-                source,
-                data_options=space.data_options(source),
-                on_candidate=lambda c: job.emit("candidate", name=c.name, scores=c.scores),
-            )
-            return ranking.to_dict()
-
-        return {"job": jobs.submit(str(source), "rank", work).id}
+        fixes = space.data_options(source).fixes
+        params = {
+            "data": str(source),
+            "backbones": str(body.get("backbones") or "all-available"),
+            "fixes": str(fixes) if fixes else None,
+        }
+        return {"job": jobs.submit(str(source), "rank", in_child("rank", params)).id}
 
     @app.post("/api/audit")
     def audit_data(body: dict[str, Any]) -> dict[str, Any]:
         source = space.inside(_text(body, "data"))
         out = space.folder / "audits" / space.data_name(source)
 
-        def work(job: Job) -> dict[str, Any]:
-            result = audit(source, out=out, report=True, progress=extraction_events(job))
-            found = result.to_dict()
-            return {
-                "summary": found["summary"],
-                "label_issues": found.get("label_issues", [])[:24],
-                "report": f"/api/audit/{space.data_name(source)}/report",
-            }
-
-        return {"job": jobs.submit(str(source), "audit", work).id}
+        params = {
+            "data": str(source),
+            "out": str(out),
+            "report_url": f"/api/audit/{space.data_name(source)}/report",
+        }
+        return {"job": jobs.submit(str(source), "audit", in_child("audit", params)).id}
 
     @app.get("/api/audit/{name}/report", response_class=HTMLResponse)
     def audit_report(name: str) -> str:
@@ -272,12 +255,8 @@ def create_studio_app(
     def resume(body: dict[str, Any]) -> dict[str, Any]:
         run = space.run_dir(_text(body, "run"))
 
-        def work(job: Job) -> dict[str, Any]:
-            strategy = read_run_config(run).strategy
-            result = train(strategy=strategy, resume=run, callbacks=[TrainingEvents(job)])
-            return {"run": run.name, "metrics": result.metrics}
-
-        return {"job": jobs.submit(str(run), "resume", work).id, "run": run.name}
+        job = jobs.submit(str(run), "resume", in_child("resume", {"run": str(run)}))
+        return {"job": job.id, "run": run.name}
 
     @app.get("/api/jobs")
     def queue() -> list[dict[str, Any]]:
@@ -377,21 +356,8 @@ def create_studio_app(
         if key not in EXPORTS:
             raise ConfigError(f"format {format!r} is not one of: onnx, torchscript")
 
-        def work(job: Job) -> dict[str, Any]:
-            job.emit("exporting", format=format, int8=int8)
-            result = export_model(run, format=format, int8=int8)  # type: ignore[arg-type]
-            backend = " --backend onnx" if key == "onnx" else ""
-            return {
-                "path": str(result.path),
-                "max_difference": result.max_difference,
-                "agreement": result.agreement,
-                "checked": result.checked,
-                "accuracy": result.accuracy,
-                "predict": f"graft predict {run} IMAGES{backend}",
-                "serve": f"graft serve {run}",
-            }
-
-        return {"job": jobs.submit(str(run), f"export {key}", work).id}
+        params = {"run": str(run), "format": format, "int8": int8}
+        return {"job": jobs.submit(str(run), f"export {key}", in_child("export", params)).id}
 
     return app
 

@@ -1,4 +1,5 @@
-"""The studio's long jobs (training, export) on one worker thread, one at a time, in order.
+"""The studio's long jobs (training, export) on one worker thread, one at a time, in order
+(the studio's jobs each run in a child process, :mod:`graft.studio.tasks`; this thread relays).
 
 A job's progress is a list of events (plain dicts) that the page reads as server-sent events;
 each event has a ``type`` (``queued``, ``started``, ``extract``, ``epoch_begin``, ``batch``,
@@ -61,6 +62,7 @@ class Job:
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     cancel_requested: bool = False
+    process: Any = field(default=None, repr=False)
     changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def emit(self, event: str, /, **fields: Any) -> None:
@@ -145,7 +147,11 @@ class JobQueue:
         return job
 
     def close(self) -> None:
-        """Stop the worker after the running job (queued ones are left)."""
+        """Stop the worker: cancel every job, end a running job's process."""
+        for job in self.jobs.values():
+            job.cancel_requested = True
+            if job.process is not None and job.process.is_alive():
+                job.process.terminate()
         self._pending.put(None)
 
     def _run(self) -> None:
