@@ -144,6 +144,8 @@ def test_the_whole_journey_in_a_real_browser(cells: Path, tmp_path: Path) -> Non
     errors: list[str] = []
     health_ms: list[float] = []
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    camera = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    args += camera  # chromium's own test camera, allowed without asking
     with _served(app) as url, playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
@@ -167,6 +169,8 @@ def test_the_whole_journey_in_a_real_browser(cells: Path, tmp_path: Path) -> Non
         # 1. open the folder (the page opens the one the studio was started on) and see counts
         page.goto(url + "/")
         page.wait_for_selector("#counts tr[data-class=defective]", timeout=60_000)
+        page.click("#browse button.folder")  # into the opened folder: its split folders
+        page.wait_for_selector("#browse button.folder:has-text('train/')")
         cells_text = page.eval_on_selector_all(
             "#counts tr[data-class=defective] td", "cells => cells.map(c => c.textContent)"
         )
@@ -227,6 +231,8 @@ def test_the_whole_journey_in_a_real_browser(cells: Path, tmp_path: Path) -> Non
         page.set_input_files("#try-file", str(image))
         page.wait_for_selector("#try-result li.prediction")
         assert (page.text_content("#try-result li") or "").startswith(image.name + ": ")
+        page.click("#webcam")
+        page.wait_for_selector("#try-result li.prediction:has-text('camera.jpg: ')")
         shot("7-try")
         page.click("#tabs [data-tab=export]")
         page.click("#export")

@@ -51,7 +51,15 @@ function showTab(name) {
     button.classList.toggle("active", button.dataset.tab === name);
   }
   for (const section of document.querySelectorAll(".tab")) section.hidden = section.id !== "tab-" + name;
-  if (name === "results") loadRuns();
+  if (name === "results") loadRuns().catch(() => {});
+  if (name !== "try") stopCamera();
+}
+
+function stopCamera() {
+  const video = $("camera");
+  if (video.srcObject) for (const track of video.srcObject.getTracks()) track.stop();
+  video.srcObject = null;
+  video.hidden = true;
 }
 for (const button of document.querySelectorAll("#tabs button")) {
   button.addEventListener("click", () => showTab(button.dataset.tab));
@@ -108,10 +116,17 @@ $("next").addEventListener("click", () => {
   if (state.gridPage + 1 < state.pages) { state.gridPage++; loadGrid().catch(() => {}); }
 });
 
+// pick a folder or table: the roots first, then a click goes into a folder (a table is chosen)
 async function browse(path) {
   const listing = await api("/api/browse" + (path ? "?path=" + encodeURIComponent(path) : ""));
-  $("browse").replaceChildren(...listing.folders.concat(listing.tables).map((entry) =>
-    el("button", { type: "button", class: "folder", text: entry, onclick: () => { $("data-path").value = entry; } })));
+  const up = listing.path ? [el("button", { type: "button", class: "folder", text: "all opened folders",
+    onclick: () => browse("").catch(() => {}) })] : [];
+  const name = (entry) => (listing.path ? entry.slice(listing.path.length + 1) : entry);
+  $("browse").replaceChildren(...up,
+    ...listing.folders.map((entry) => el("button", { type: "button", class: "folder", text: name(entry) + "/",
+      onclick: () => { $("data-path").value = entry; browse(entry).catch(() => {}); } })),
+    ...listing.tables.map((entry) => el("button", { type: "button", class: "table", text: name(entry),
+      onclick: () => { $("data-path").value = entry; } })));
 }
 
 // ---- the viewer: an image large, its probabilities, and the decision buttons
