@@ -26,7 +26,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from graft.studio import create_studio_app
-from test_studio import _served, _solar_cells
+from loopback import served
+from test_studio import _solar_cells
 
 
 def _folder(root: Path, n: int) -> Path:
@@ -63,7 +64,7 @@ def main() -> None:
         big = _folder(work / "big", args.images)
         cells = _solar_cells(work / "cells")
         app = create_studio_app([big, cells], workspace=work / "studio")
-        with _served(app) as url, httpx.Client() as client:
+        with served(app) as url, httpx.Client() as client:
             opened = _timed(client, "POST", url + "/api/open", json={"path": str(big)})
             listed = _timed(client, "GET", url + "/api/images", params={"data": str(big)})
             page = client.get(url + "/api/images", params={"data": str(big), "page": 100}).json()

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from PIL import Image
 from graft.serve import MicroBatcher, QueueFullError, ServeOptions, create_app
 from graft.serve.decoding import DecodeLanes
 from graft.training import LinearOptions, train_linear
+from loopback import served
 from synthetic import tinted_image, write_class_folders
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -220,7 +220,7 @@ def test_concurrent_load_reaches_503_then_recovers(
         return real_work(self, data, name)
 
     monkeypatch.setattr(DecodeLanes, "_work", counted)
-    with _served(app) as url:
+    with served(app) as url:
         statuses: list[int] = []
 
         def send() -> None:
@@ -271,7 +271,7 @@ def test_chunked_uploads_over_the_limit_get_413(run: Path) -> None:
             sent.append(1)
             yield b"\0" * 65536
 
-    with _served(app) as url:
+    with served(app) as url:
         try:
             response = httpx.post(
                 url + "/predict",
@@ -293,7 +293,7 @@ def test_many_empty_parts_are_refused_early_and_health_stays_up(run: Path) -> No
     part = f'--{boundary}\r\nContent-Disposition: form-data; name="x"\r\n\r\n\r\n'
     body = (part * 20_000 + f"--{boundary}--\r\n").encode()
     assert len(body) > 1_000_000
-    with _served(app) as url:
+    with served(app) as url:
         response = httpx.post(
             url + "/predict",
             content=body,
@@ -304,9 +304,9 @@ def test_many_empty_parts_are_refused_early_and_health_stays_up(run: Path) -> No
         assert httpx.get(url + "/health", timeout=5).status_code == 200
 
 
-def test_a_slow_sender_gets_408_and_others_are_served(run: Path) -> None:
+def test_a_slow_sender_gets_408_and_others_areserved(run: Path) -> None:
     app = create_app(run, ServeOptions(backend="torch", body_timeout_s=0.5))
-    with _served(app) as url:
+    with served(app) as url:
         host, port = url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as slow:
             slow.sendall(
@@ -367,33 +367,6 @@ def test_concurrent_requests_share_batches() -> None:
     assert sum(calls) == 16 and len(calls) < 16  # requests were batched together
 
 
-@contextmanager
-def _served(app: object) -> Iterator[str]:
-    """Run ``app`` with uvicorn on a free loopback port in a thread; yield its URL."""
-    import uvicorn
-
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning")  # type: ignore[arg-type]
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def live_server(shared_data: Path, tmp_path: Path) -> Iterator[str]:
     """A cats/dogs linear probe on 40 real photos, served by uvicorn on loopback."""
@@ -408,7 +381,7 @@ def live_server(shared_data: Path, tmp_path: Path) -> Iterator[str]:
     table.write_text("\n".join(rows) + "\n")
     run = tmp_path / "run"
     train_linear(table, out=run)
-    with _served(create_app(run)) as url:
+    with served(create_app(run)) as url:
         yield url
 
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -18,6 +15,7 @@ from fastapi.testclient import TestClient
 from graft.datasets import elpv
 from graft.studio import create_studio_app
 from graft.studio.jobs import JobQueue
+from loopback import served
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -106,29 +104,6 @@ def test_jobs_run_one_at_a_time_in_order_and_cancel() -> None:
     jobs.close()
 
 
-@contextmanager
-def _served(app: object) -> Iterator[str]:
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")  # type: ignore[arg-type]
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)"
 )
@@ -146,7 +121,7 @@ def test_the_whole_journey_in_a_real_browser(cells: Path, tmp_path: Path) -> Non
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
     camera = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
     args += camera  # chromium's own test camera, allowed without asking
-    with _served(app) as url, playwright.sync_playwright() as pw:
+    with served(app) as url, playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
