@@ -192,6 +192,7 @@ def test_the_whole_journey_in_a_real_browser(cells: Path, tmp_path: Path) -> Non
         page.locator("#mistakes figure.mistake").first.click()
         page.wait_for_selector("#viewer:not([hidden])")
         page.wait_for_function("document.getElementById('viewer-image').naturalWidth > 0")
+        assert page.locator("#viewer-probabilities li").count() == 2  # every class's
         shot("5-mistake")
         page.click("#relabel")  # to the other class, which the viewer preselects
         page.wait_for_selector("#decision:has-text('relabelled as')")

@@ -60,6 +60,7 @@ from graft.auditing.api import AUDIT_HTML
 from graft.data.prepare import DataOptions
 from graft.errors import ConfigError, DataError, GraftError
 from graft.evaluation.evaluate import evaluate_run
+from graft.evaluation.interpret import top_losses
 from graft.evaluation.run_report import write_run_report
 from graft.ladder.compare import compare_runs
 from graft.predictor import Predictor, load
@@ -292,7 +293,21 @@ def create_studio_app(
         evaluation = await run_in_threadpool(evaluate_run, run)
         document = evaluation.to_json()
         config = evaluation.run
+        classes = evaluation.classes
+        mistakes = [
+            {
+                "path": evaluation.paths[loss.index],
+                "true": loss.true,
+                "predicted": loss.predicted,
+                "probabilities": dict(
+                    zip(classes, map(float, evaluation.probabilities[loss.index]), strict=True)
+                ),
+            }
+            for loss in top_losses(evaluation.truth, evaluation.probabilities, classes, k=48)
+            if loss.true != loss.predicted
+        ]
         return {
+            "mistakes": mistakes,
             "name": name,
             "strategy": config.strategy,
             "backbone": config.backbone_names,
@@ -371,7 +386,6 @@ _RESULT_KEYS = (
     "roc_auc",
     "confusion_matrix",
     "classes",
-    "top_losses",
     "confused_pairs",
 )
 

@@ -308,12 +308,12 @@ async function loadRun(name) {
   table.replaceChildren(el("tr", {}, el("th", { text: "true \\ predicted" }), ...result.classes.map((c) => el("th", { text: c }))));
   result.confusion_matrix.forEach((row, i) => table.append(el("tr", {}, el("td", { text: result.classes[i] }),
     ...row.map((n) => el("td", { text: String(n) })))));
-  const mistakes = result.top_losses.filter((m) => m.true !== m.predicted);
+  const mistakes = result.mistakes;
   $("mistakes-note").textContent = mistakes.length ? "" : `No mistakes on the ${result.n} ${result.split} images.`;
   $("mistakes").replaceChildren(...mistakes.map((m) => el("figure",
-    { class: "mistake", onclick: () => view(m.path, `true ${m.true}, predicted ${m.predicted}`, { [m.predicted]: m.confidence }, m.true) },
+    { class: "mistake", onclick: () => view(m.path, `true ${m.true}, predicted ${m.predicted}`, m.probabilities, m.true) },
     el("img", { src: thumb(m.path), alt: m.true }),
-    el("figcaption", { text: `${m.true} → ${m.predicted} (${percent(m.confidence)})` }))));
+    el("figcaption", { text: `${m.true} → ${m.predicted} (${percent(m.probabilities[m.predicted])})` }))));
   $("report").hidden = true;
   $("result").hidden = false;
 }
