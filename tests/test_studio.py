@@ -207,6 +207,15 @@ def test_the_whole_journey_in_a_real_browser(cells: Path, tmp_path: Path) -> Non
         page.set_input_files("#try-file", str(image))
         page.wait_for_selector("#try-result li.prediction")
         assert (page.text_content("#try-result li") or "").startswith(image.name + ": ")
+        dropped = """async (path) => {
+            const blob = await (await fetch("/api/image?path=" + encodeURIComponent(path))).blob();
+            const data = new DataTransfer();
+            data.items.add(new File([blob], "dropped.png", { type: blob.type }));
+            const drop = new DragEvent("drop", { dataTransfer: data, bubbles: true });
+            document.getElementById("drop-zone").dispatchEvent(drop);
+        }"""
+        page.evaluate(dropped, str(image))  # an image dropped on the zone, as a user drops one
+        page.wait_for_selector("#try-result li.prediction:has-text('dropped.png: ')")
         page.click("#webcam")
         page.wait_for_selector("#try-result li.prediction:has-text('camera.jpg: ')")
         shot("7-try")
