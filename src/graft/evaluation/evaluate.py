@@ -78,8 +78,18 @@ def evaluate_run(
     return _on_data(folder, config, Path(data), split, root, tta)
 
 
+def saved_splits(folder: Path) -> list[str]:
+    """The splits a run saved predictions for, the one evaluated by default first.
+
+    Example:
+        >>> saved_splits(Path("no-such-run"))
+        []
+    """
+    return [name for name in ("test", "val") if (folder / predictions_file(name)).is_file()]
+
+
 def _from_saved(folder: Path, config: dict[str, Any], split: str | None) -> Evaluation:
-    available = [name for name in ("test", "val") if (folder / predictions_file(name)).is_file()]
+    available = saved_splits(folder)
     if not available:
         raise DataError(
             f"{folder}: the run evaluated no split; evaluate it on data with --data DATA"

@@ -59,7 +59,7 @@ from PIL import Image
 from graft.auditing.api import AUDIT_HTML
 from graft.data.prepare import DataOptions
 from graft.errors import ConfigError, DataError, GraftError
-from graft.evaluation.evaluate import evaluate_run
+from graft.evaluation.evaluate import evaluate_run, saved_splits
 from graft.evaluation.interpret import top_losses
 from graft.evaluation.run_report import write_run_report
 from graft.ladder.compare import compare_runs
@@ -214,7 +214,6 @@ def create_studio_app(
     def audit_data(body: dict[str, Any]) -> dict[str, Any]:
         source = space.inside(_text(body, "data"))
         out = space.folder / "audits" / space.data_name(source)
-
         params = {
             "data": str(source),
             "out": str(out),
@@ -239,9 +238,9 @@ def create_studio_app(
             for entry in chosen:
                 run = space.run_dir(entry["name"])
                 runs.append((read_run_config(run).backbone_names, entry["name"], run))
-            evaluations = [evaluate_run(run) for _, _, run in runs]
-            splits = {evaluation.split for evaluation in evaluations}
-            if len(runs) < 2 or len(splits) != 1:
+            # the split each run is evaluated on; compare_runs evaluates them (once)
+            splits = {next(iter(saved_splits(run)), "") for _, _, run in runs}
+            if len(runs) < 2 or len(splits) != 1 or "" in splits:
                 return {"rows": [], "note": "the ladder needs two complete runs on this data"}
             out = space.folder / "compare" / space.data_name(source)
             try:
@@ -255,7 +254,6 @@ def create_studio_app(
     @app.post("/api/resume")
     def resume(body: dict[str, Any]) -> dict[str, Any]:
         run = space.run_dir(_text(body, "run"))
-
         job = jobs.submit(str(run), "resume", in_child("resume", {"run": str(run)}))
         return {"job": job.id, "run": run.name}
 

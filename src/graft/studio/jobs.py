@@ -31,7 +31,7 @@ from typing import Any
 from graft.errors import GraftError
 from graft.training.callbacks import Callback
 
-#: How many of a job's batch events are kept (the page needs the latest, not every one).
+#: Seconds between a job's progress events (the page needs the latest, not every step).
 BATCH_EVERY_S = 0.5
 
 
