@@ -245,15 +245,22 @@ def _finished(client: TestClient, job: str, timeout: float = 300.0) -> dict:  # 
 
 @pytest.mark.slow
 def test_a_cancelled_fine_tune_resumes_to_completion(cells: Path, tmp_path: Path) -> None:
-    """Cancel at the first training step: the job says so, the run stays resumable, and
-    resuming it from the page's route completes it."""
+    """Cancel as the second epoch begins: the job says so, the run stays resumable, and
+    resuming it from the page's route completes it. Three epochs of twelve steps are left
+    when the cancel is sent, so a fast machine cannot finish before it arrives."""
     client = TestClient(create_studio_app([cells], workspace=tmp_path / "studio"))
     started = client.post(
         "/api/train",
         json={
             "data": str(cells),
             "strategy": "finetune",
-            "options": {"epochs": 2, "freeze_epochs": 1, "image_size": 64, "workers": 0},
+            "options": {
+                "epochs": 4,
+                "freeze_epochs": 1,
+                "image_size": 64,
+                "batch_size": 2,
+                "workers": 0,
+            },
         },
     ).json()
     jobs: JobQueue = client.app.state.jobs  # type: ignore[attr-defined]
@@ -270,7 +277,7 @@ def test_a_cancelled_fine_tune_resumes_to_completion(cells: Path, tmp_path: Path
     assert outcome["status"] == "done", outcome["error"]
     run = tmp_path / "studio" / "runs" / started["run"]
     history = json.loads((run / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert client.get("/api/runs").json()[0]["status"] == "complete"
 
 
