@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from readme import replace_section
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parents[1] / "shared" / "data"
 STRATEGIES = ("linear", "head", "finetune", "auto")
@@ -190,15 +192,8 @@ def write_table(results: dict[str, Any]) -> None:
             + " |"
         )
     lines.append(END)
-    readme = HERE / "README.md"
-    text = readme.read_text()
     block = "\n".join(lines)
-    if START in text:
-        before, rest = text.split(START, 1)
-        text = before + block + rest.split(END, 1)[1]
-    else:
-        text += "\n## Accuracy of the defaults (`bench/accuracy.py`)\n\n" + block + "\n"
-    readme.write_text(text)
+    replace_section(START, END, block, "## Accuracy of the defaults (`bench/accuracy.py`)")
     print(block)
 
 

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from readme import replace_section
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "cats_and_dogs_filtered"
@@ -549,21 +550,8 @@ def write_table(results: dict[str, Any]) -> None:
         f"{ratios['default / plain batched PyTorch']:.1f}x.",
         "<!-- engines:end -->",
     ]
-    readme = HERE / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- engines:start", "<!-- engines:end -->"
-    if start in text:
-        head = text[: text.index(start)]
-        tail = text[text.index(end) + len(end) :]
-        text = head + "\n".join(lines) + tail
-    else:
-        text = (
-            text.rstrip()
-            + "\n\n## Feature extraction (`bench/engines.py`)\n\n"
-            + "\n".join(lines)
-            + "\n"
-        )
-    readme.write_text(text)
+    heading = "## Feature extraction (`bench/engines.py`)"
+    replace_section("<!-- engines:start", "<!-- engines:end -->", "\n".join(lines), heading)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from accuracy import DEFAULT_DATA, HERE, manifest
+from readme import replace_section
 
 DATASETS = ("cats_and_dogs_filtered", "potato_disease", "brain_mri", "elpv")
 START, END = "<!-- int8:start (written by bench/int8_export.py) -->", "<!-- int8:end -->"
@@ -130,15 +131,8 @@ def write_table(results: dict[str, Any]) -> None:
             + " |"
         )
     lines.append(END)
-    readme = HERE / "README.md"
-    text = readme.read_text()
-    block = "\n".join(lines)
-    if START in text:
-        before, rest = text.split(START, 1)
-        text = before + block + rest.split(END, 1)[1]
-    else:
-        text += "\n## int8 export on every dataset (`bench/int8_export.py`)\n\n" + block + "\n"
-    readme.write_text(text)
+    heading = "## int8 export on every dataset (`bench/int8_export.py`)"
+    replace_section(START, END, "\n".join(lines), heading)
 
 
 if __name__ == "__main__":

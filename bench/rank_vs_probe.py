@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from readme import replace_section
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parents[1] / "shared" / "data"
 DATASETS = ("cats_and_dogs_filtered", "potato_disease", "brain_mri")
@@ -152,16 +154,8 @@ def write_table(results: dict[str, Any]) -> None:
             + " |"
         )
     lines += ["", "<!-- rank:end -->"]
-    readme = HERE / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- rank:start", "<!-- rank:end -->"
-    section = "\n".join(lines)
-    if start in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
-    else:
-        heading = "## Backbone ranking vs the real linear probe (`bench/rank_vs_probe.py`)"
-        text = text.rstrip() + f"\n\n{heading}\n\n" + section + "\n"
-    readme.write_text(text)
+    heading = "## Backbone ranking vs the real linear probe (`bench/rank_vs_probe.py`)"
+    replace_section("<!-- rank:start", "<!-- rank:end -->", "\n".join(lines), heading)
 
 
 if __name__ == "__main__":
