@@ -12,7 +12,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
 from graft.errors import ConfigError, DataError
-from graft.heads import HEADS, ClassicHead, fit_head
+from graft.heads import C_GRID, HEADS, ClassicHead, fit_head, one_standard_error
 
 
 def _blobs(
@@ -77,6 +77,46 @@ def test_balanced_class_weight_helps_the_rare_class() -> None:
     recall = lambda head: (np.array(head.predict(x[rare])) == "rare").mean()  # noqa: E731
     assert recall(balanced) > recall(plain)
     assert balanced.params["class_weight"] == "balanced"
+
+
+def test_the_one_standard_error_rule_prefers_stronger_regularisation() -> None:
+    # the lowest mean loss is the last value, but the middle one is within a standard error
+    noisy = [np.array([1.0, 1.2, 1.1]), np.array([0.5, 0.9, 0.7]), np.array([0.2, 1.0, 0.6])]
+    assert one_standard_error(noisy) == 1
+    # a clear minimum with tight folds is kept
+    tight = [np.array([1.0, 1.0]), np.array([0.7, 0.71]), np.array([0.5, 0.51])]
+    assert one_standard_error(tight) == 2
+
+
+def test_a_few_shot_logreg_repeats_its_cv_and_takes_the_one_standard_error_choice() -> None:
+    rng = np.random.default_rng(3)  # overlapping classes: the loss has an inner minimum
+    x = rng.normal(0, 1, (15, 64)) + np.repeat(rng.normal(0, 0.3, (3, 64)), 5, axis=0)
+    y = np.repeat(["a", "b", "c"], 5)
+    head = fit_head("logreg", x, y)
+    assert head.params["C"] < C_GRID[-1]
+    assert "5-fold CV x 3" in head.params["selection"]
+    # the same folds, scored here: the chosen C is the rule's, not simply the lowest mean loss
+    xs = (x - x.mean(0)) / x.std(0)
+    splits = [
+        split
+        for repeat in range(3)
+        for split in StratifiedKFold(5, shuffle=True, random_state=repeat).split(xs, y)
+    ]
+    tried = [c for c in C_GRID if c <= head.params["C"] * 1.001] + [
+        c for c in C_GRID if c > head.params["C"] * 1.001
+    ][:2]
+    losses = []
+    for c in tried:
+        fold_losses = []
+        for train, held in splits:
+            model = LogisticRegression(C=c, max_iter=3000).fit(xs[train], y[train])
+            proba = model.predict_proba(xs[held])
+            truth = np.searchsorted(model.classes_, y[held])
+            fold_losses.append(
+                -np.mean(np.log(np.clip(proba[np.arange(len(held)), truth], 1e-15, 1)))
+            )
+        losses.append(np.array(fold_losses))
+    assert head.params["C"] == pytest.approx(tried[one_standard_error(losses)])
 
 
 def test_tiny_classes_fall_back_without_cross_validation() -> None:

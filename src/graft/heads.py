@@ -45,6 +45,10 @@ HEADS: tuple[HeadKind, ...] = ("logreg", "svm", "knn", "centroid")
 #: Candidate regularisation strengths for logistic regression and the SVM.
 C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 10))
 K_GRID = (1, 3, 5, 7, 9, 15, 21)
+#: Below this many images in the rarest class, the logistic regression's CV is repeated
+#: ``SMALL_REPEATS`` times with other shuffles (bench/fewshot.py measures the choice).
+SMALL_CLASS = 20
+SMALL_REPEATS = 3
 
 
 @dataclass
@@ -185,28 +189,44 @@ def _fit_logreg(
         )
 
     if folds >= 2:
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        splits = list(splitter.split(x, y))
+        # With few images the held-out folds are a handful each and one shuffle's loss curve
+        # is noise; repeating the CV with other shuffles steadies it (at little cost: the fits
+        # are tiny).
+        repeats = SMALL_REPEATS if int(np.bincount(y).min()) < SMALL_CLASS else 1
+        splits = [
+            split
+            for repeat in range(repeats)
+            for split in StratifiedKFold(
+                n_splits=folds, shuffle=True, random_state=seed + repeat
+            ).split(x, y)
+        ]
         # A looser tolerance is enough to rank C values (same choice, twice as fast here); the
         # final model is fitted at the default tolerance.
         estimators = [model(C_GRID[0], tol=1e-3) for _ in splits]
         labels = np.arange(len(head.classes))
-        losses: list[float] = []
+        losses: list[np.ndarray] = []  # per C: the log loss of every held-out fold
         # Walk the path from strong to weak regularisation, warm-starting each fold's model (as
         # LogisticRegressionCV does), and stop once the CV loss has risen twice in a row: the
         # weakly regularised end is the slowest to fit and rarely the best.
         for c in C_GRID:
-            loss = 0.0
+            fold_losses = []
             for estimator, (train, held) in zip(estimators, splits, strict=True):
                 estimator.set_params(C=c).fit(x[train], y[train])
-                loss += log_loss(y[held], estimator.predict_proba(x[held]), labels=labels)
-            losses.append(loss)
-            if len(losses) - 1 - int(np.argmin(losses)) >= 2:
+                fold_losses.append(
+                    log_loss(y[held], estimator.predict_proba(x[held]), labels=labels)
+                )
+            losses.append(np.array(fold_losses))
+            means = [float(fold.mean()) for fold in losses]
+            if len(means) - 1 - int(np.argmin(means)) >= 2:
                 break
-        best = C_GRID[int(np.argmin(losses))]
+        best = C_GRID[one_standard_error(losses)]
+        cv = f"{folds}-fold CV" + (f" x {repeats}" if repeats > 1 else "")
         head.params.update(
             C=best,
-            selection=f"{folds}-fold CV log loss, {len(losses)} of {len(C_GRID)} values tried",
+            selection=(
+                f"{cv} log loss, {len(losses)} of {len(C_GRID)} values tried, "
+                "the strongest regularisation within one standard error of the best"
+            ),
         )
     else:
         best = 1.0
@@ -214,6 +234,28 @@ def _fit_logreg(
     final = model(best).fit(x, y)
     head.arrays["coef"] = final.coef_
     head.arrays["intercept"] = final.intercept_
+
+
+def one_standard_error(losses: list[np.ndarray]) -> int:
+    """The index of the strongest regularisation whose mean CV loss is within one standard
+    error of the lowest (the "one-standard-error rule", Hastie et al., *The Elements of
+    Statistical Learning*, 7.10; glmnet's ``lambda.1se``).
+
+    With few images the lowest CV loss is a noisy estimate, and the least regularised of the
+    values it cannot tell apart generalises worst (bench/fewshot.py measures it).
+
+    Args:
+        losses: Per value, strongest regularisation first: the held-out loss of every fold.
+
+    Example:
+        >>> one_standard_error([np.array([0.9, 1.1]), np.array([0.55, 0.65]), np.array([0.3, 0.7])])
+        1
+    """
+    means = np.array([fold.mean() for fold in losses])
+    best = int(np.argmin(means))
+    spread = losses[best]
+    error = float(spread.std(ddof=1) / np.sqrt(len(spread))) if len(spread) > 1 else 0.0
+    return int(np.flatnonzero(means <= means[best] + error)[0])
 
 
 def _fit_svm(
