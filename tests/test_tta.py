@@ -159,3 +159,83 @@ def test_dihedral_averages_the_eight_symmetries(unsure_run: Path, tmp_path: Path
     np.testing.assert_allclose(exported.predict_proba([image])[0], dihedral, atol=1e-4)
     spread = np.abs(exported.predict_proba(views) - dihedral).max()
     assert spread < np.abs(plain - expected).max() / 5
+
+
+def test_a_linear_probe_with_views_fits_on_every_view_and_predicts_their_average(
+    data: Path, tmp_path: Path
+) -> None:
+    from graft.features.extract import FeatureSpec, extract_features
+    from graft.heads import ClassicHead, fit_head
+    from graft.runs.files import HEAD
+
+    out = tmp_path / "run"
+    result = graft.train(data, strategy="linear", out=out, tta="flip", **QUICK)
+    assert json.loads((out / "config.json").read_text())["tta"] == "flip"
+    assert graft.load(out).tta == "flip"
+    # a view's features are those of the mirrored image (graft mirrors the resized pixels)
+    spec = FeatureSpec.create("efficientnet_lite0.in1k")
+    paths = _lopsided(tmp_path / "images")
+    mirrors = [p.with_name(p.stem + "-mirror.png") for p in paths]
+    own = extract_features(paths, spec, engine="torch").features
+    mirrored = extract_features(paths, spec.with_view(0, True), engine="torch").features
+    of_mirrors = extract_features(mirrors, spec, engine="torch").features
+    assert np.abs(mirrored - of_mirrors).max() < np.abs(own - of_mirrors).max() / 10
+    assert spec.with_view(0, True).key != spec.key and "view" not in spec.describe()
+    # the head is the one fitted on both views of every training image
+    train = sorted((data / "train").rglob("*.png"), key=lambda p: (p.parent.name, str(p)))
+    labels = [p.parent.name for p in train]
+    both = np.concatenate(
+        [
+            extract_features(train, spec, engine="torch").features,
+            extract_features(train, spec.with_view(0, True), engine="torch").features,
+        ]
+    )
+    expected = fit_head("logreg", both, labels * 2)
+    saved = ClassicHead.load(out / HEAD)
+    assert saved.params["C"] == expected.params["C"]
+    np.testing.assert_allclose(saved.arrays["coef"], expected.arrays["coef"], rtol=1e-3, atol=1e-5)
+    # its saved metrics are the predictor's: the views' probabilities averaged
+    validation = sorted((data / "validation").rglob("*.png"))
+    assert result.metrics["val"]["n"] == len(validation)
+    again, unflipped = graft.evaluate(out, tta="flip"), graft.evaluate(out, tta="none")
+    assert again["log_loss"] == pytest.approx(result.metrics["val"]["log_loss"], rel=1e-3)
+    assert abs(unflipped["log_loss"] - again["log_loss"]) > 0.1 * again["log_loss"]
+    one = graft.load(out, tta="none").predict_proba(paths)
+    other = graft.load(out, tta="none").predict_proba(mirrors)
+    np.testing.assert_allclose(graft.load(out).predict_proba(paths), (one + other) / 2, atol=1e-3)
+
+
+def test_a_neural_run_with_views_starts_from_the_probe_fitted_on_them(
+    data: Path, tmp_path: Path
+) -> None:
+    from safetensors.numpy import load_file
+
+    from graft.features.extract import FeatureSpec, extract_features
+    from graft.heads import fit_head
+    from graft.training.probe import probe_layer
+
+    options = NeuralOptions(
+        strategy="head",
+        epochs=1,
+        lr=1e-12,
+        safeguard=False,
+        augment="none",
+        tta="flip",
+        workers=0,
+        batch_size=4,
+        **QUICK,
+    )
+    train_neural(data, out=tmp_path / "run", options=options)
+    spec = FeatureSpec.create("efficientnet_lite0.in1k")
+    train = sorted((data / "train").rglob("*.png"), key=lambda p: (p.parent.name, str(p)))
+    both = np.concatenate(
+        [
+            extract_features(train, spec, engine="torch").features,
+            extract_features(train, spec.with_view(0, True), engine="torch").features,
+        ]
+    )
+    weight, _ = probe_layer(fit_head("logreg", both, [p.parent.name for p in train] * 2))
+    state = load_file(str(tmp_path / "run" / "model.safetensors"))
+    head = {k: v for k, v in state.items() if k.startswith("head.") and k.endswith("weight")}
+    (saved,) = head.values()
+    np.testing.assert_allclose(saved, weight.numpy(), rtol=1e-3, atol=1e-5)

@@ -58,7 +58,7 @@ def averaged(
     """
     total, chosen = None, views(mode)
     for turns, mirror in chosen:
-        view = [_view(x, turns, mirror) for x in inputs] if (turns or mirror) else inputs
+        view = [view_pixels(x, turns, mirror) for x in inputs] if (turns or mirror) else inputs
         proba = probabilities(view)
         total = proba if total is None else total + proba
     assert total is not None
@@ -79,7 +79,14 @@ def views(mode: str) -> list[tuple[int, bool]]:
     return [(turns, mirror) for turns in range(4) for mirror in (False, True)]
 
 
-def _view(pixels: np.ndarray, turns: int, mirror: bool) -> np.ndarray:
+def view_pixels(pixels: np.ndarray, turns: int, mirror: bool) -> np.ndarray:
+    """One view of a batch of pixels (``N x C x H x W``): ``turns`` quarter turns, then a
+    horizontal mirror if ``mirror``.
+
+    Example:
+        >>> view_pixels(np.arange(4).reshape(1, 1, 2, 2), 0, True)[0, 0].tolist()
+        [[1, 0], [3, 2]]
+    """
     turned = np.rot90(pixels, turns, axes=(2, 3)) if turns else pixels
     return np.ascontiguousarray(turned[..., ::-1] if mirror else turned)
 

@@ -104,7 +104,9 @@ def train(
         0.998, help="Neural: EMA decay of the weights, scored beside them each epoch; 0: off."
     ),
     tta: str = typer.Option(
-        "none", help="Neural: test-time augmentation the run predicts with: none, flip or dihedral."
+        "none",
+        help="Test-time augmentation the run predicts with: none, flip or dihedral. Linear: "
+        "the probe also fits on every view of each training image.",
     ),
     safeguard: bool = typer.Option(
         True,
@@ -191,6 +193,7 @@ def train(
             "precision": precision,
             "precision_tolerance": precision_tolerance,
             "force_precision": force_precision,
+            "tta": tta,
         }
     else:
         options = {

@@ -27,6 +27,7 @@ from graft.engines.base import PRECISIONS
 from graft.errors import ConfigError, DataError
 from graft.features.cache import FeatureCache, default_cache_path
 from graft.features.layers import POOLINGS, Pooling, feature_module
+from graft.tta import view_pixels
 from graft.zoo.records import BackboneRecord, Preprocessing
 from graft.zoo.registry import get_backbone
 
@@ -54,6 +55,9 @@ class FeatureSpec:
         calibration: For int8: a digest of the calibration images' contents (part of the key,
             since the quantized network depends on them).
         calibration_files: The calibration images (not part of the key).
+        view: The view of each image the features are of, as (quarter turns, mirrored)
+            (:func:`graft.tta.views`); the image itself by default. A linear probe with
+            ``--tta flip|dihedral`` fits on the features of every view.
     """
 
     record: BackboneRecord
@@ -63,6 +67,7 @@ class FeatureSpec:
     precision: str = "fp32"
     calibration: str | None = None
     calibration_files: tuple[Path, ...] = field(default=(), compare=False)
+    view: tuple[int, bool] = (0, False)
 
     @classmethod
     def create(
@@ -110,9 +115,15 @@ class FeatureSpec:
         """The same features at another precision (without calibration)."""
         return replace(self, precision=precision, calibration=None, calibration_files=())
 
+    def with_view(self, turns: int, mirror: bool) -> FeatureSpec:
+        """The same features of another view of each image (see :func:`graft.tta.views`)."""
+        return replace(self, view=(turns, mirror))
+
     def describe(self) -> dict[str, Any]:
         """Return the JSON description stored with features and runs."""
-        extra = {"calibration": self.calibration} if self.calibration else {}
+        extra: dict[str, Any] = {"calibration": self.calibration} if self.calibration else {}
+        if self.view != (0, False):  # the image itself keeps the keys features had before
+            extra["view"] = list(self.view)
         return {
             "backbone": self.record.name,
             "architecture": self.record.architecture,
@@ -134,8 +145,9 @@ class FeatureSpec:
     @property
     def model_key(self) -> str:
         """The key of the compiled model: bf16 runs the fp32 model with a bf16 hint, so the
-        two share one (converting it again would cost 3 s)."""
-        return self.with_precision("fp32").key if self.precision == "bf16" else self.key
+        two share one (converting it again would cost 3 s), and every view runs the same."""
+        spec = replace(self, view=(0, False))
+        return spec.with_precision("fp32").key if self.precision == "bf16" else spec.key
 
 
 @dataclass
@@ -387,7 +399,10 @@ def stream_features(
             if runner is None:
                 assert pending is not None
                 runner = pending.result()
-            vectors = runner(batch.pixels.numpy())
+            pixels = batch.pixels.numpy()
+            if spec.view != (0, False):
+                pixels = view_pixels(pixels, *spec.view)
+            vectors = runner(pixels)
             if not np.isfinite(vectors).all():
                 raise DataError(f"{spec.record.name}: the backbone produced NaN features")
             yield batch.paths, vectors, batch.failures

@@ -257,14 +257,16 @@ class PhaseInputs:
         self.frozen_precision = choice.to_dict()
         return choice.precision
 
-    def cached_features(self, samples: list[Sample]) -> torch.Tensor | None:
-
+    def cached_features(
+        self, samples: list[Sample], view: tuple[int, bool] = (0, False)
+    ) -> torch.Tensor | None:
+        """The frozen backbone's features of these images (of one view of each: see
+        :func:`graft.tta.views`), through the feature cache."""
         if not samples:
             return None
+        spec = self._feature_spec().with_view(*view)
         with self.context.main_first():  # rank 0 fills the shared cache, the others read it
-            result = extract_features(
-                [s.path for s in samples], self._feature_spec(), engine=self.options.engine
-            )
+            result = extract_features([s.path for s in samples], spec, engine=self.options.engine)
         if not result.ok.all():
             bad = ", ".join(str(p) for p, _ in result.failures[:3])
             raise DataError(f"images failed to decode during training: {bad}; remove them")

@@ -57,6 +57,7 @@ from graft.runs import (
     write_skipped,
 )
 from graft.training.options import options_from_run
+from graft.tta import check_tta, views
 from graft.zoo.registry import DEFAULT_BACKBONE
 
 if TYPE_CHECKING:
@@ -82,6 +83,10 @@ class LinearOptions:
             first, see :mod:`graft.features.precision`).
         precision_tolerance: Largest accepted probe-accuracy drop of bf16/int8, in points.
         force_precision: Use bf16/int8 even when the drop exceeds the tolerance.
+        tta: ``flip`` or ``dihedral`` (:mod:`graft.tta`): the head is fitted on the features
+            of every view of each training image (the image, its mirror, and for
+            ``dihedral`` its quarter turns: augmentation for images with no up or down), and
+            the run predicts with the views' probabilities averaged. ``none``: the image only.
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -95,6 +100,7 @@ class LinearOptions:
     precision: str = "auto"
     precision_tolerance: float = 1.0
     force_precision: bool = False
+    tta: str = "none"
 
     @classmethod
     def from_run(cls, run: RunConfig) -> LinearOptions:
@@ -175,19 +181,31 @@ def train_linear(
     data_options = data_options or DataOptions()
     clock = _Clock()
     specs = options.specs()
+    chosen_views = views(check_tta(options.tta))
     report = prepare(data, data_options, name=name)
     clock.lap("validate")
     if on_report is not None:
         on_report(report)
     specs, choices = _guard(report, specs, options)
-    features, ok, extraction, failures = _features(report, specs, options, progress)
+    per_view = [
+        _features(report, [spec.with_view(*view) for spec in specs], options, progress)
+        for view in chosen_views
+    ]
+    features, ok, extraction, failures = per_view[0]
+    for _, view_ok, view_stats, _ in per_view[1:]:
+        ok = ok & view_ok
+        extraction["computed"] += view_stats["computed"]
+        extraction["cached"] += view_stats["cached"]
+        extraction["engine"] = extraction["engine"] or view_stats["engine"]
+    view_features = [view[0] for view in per_view]
     extraction["precision"] = [choice.to_dict() for choice in choices]
     checks = [check for choice in choices for check in choice.checks]
     if checks:
         extraction["precision_checks"] = [check.to_dict() for check in checks]
     clock.lap("extract")
     keep = check_near_duplicates(report, features=features, dedupe=str(data_options.dedupe))
-    features, ok = features[keep], ok[keep]
+    ok = ok[keep]
+    view_features = [block[keep] for block in view_features]
     clock.lap("near-copies")
     samples = report.images.samples
     report.problems.extend(failures)
@@ -201,8 +219,8 @@ def train_linear(
         )
     head = fit_head(
         options.head,
-        features[train_rows],
-        labels[train_rows],
+        np.concatenate([block[train_rows] for block in view_features]),
+        np.tile(labels[train_rows], len(view_features)),
         classes=classes,
         class_weight=options.class_weight,
         seed=data_options.seed,
@@ -215,7 +233,8 @@ def train_linear(
             rows = ok & (splits == split)
             if not rows.any():
                 continue
-            proba = head.predict_proba(features[rows])
+            # with views, the views' probabilities averaged: what the run's predictor computes
+            proba = np.mean([head.predict_proba(block[rows]) for block in view_features], axis=0)
             metrics[split] = classification_metrics(list(labels[rows]), proba, classes)
             paths = [s.path for s, keep in zip(samples, rows, strict=True) if keep]
             write_predictions(
@@ -316,6 +335,7 @@ def _config(
         ],
         "head": {"kind": options.head, "params": head_params},
         "options": asdict(options),
+        "tta": options.tta,
         "data": {
             "source": report.images.source,
             "layout": report.images.layout,

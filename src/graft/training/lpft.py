@@ -25,6 +25,7 @@ from graft.training.checkpoints import save_checkpoint
 from graft.training.inputs import present
 from graft.training.loop import monitored, validation_scores
 from graft.training.probe import probe_layer, start_from_probe
+from graft.tta import views
 
 if TYPE_CHECKING:
     from graft.training.trainer import Trainer
@@ -72,11 +73,17 @@ def refit_probe(trainer: Trainer) -> None:
 
 
 def fit_probe(trainer: Trainer, samples: list[Sample]) -> ClassicHead:
-    """The linear strategy's logistic regression on these images' cached features."""
+    """The linear strategy's logistic regression on these images' cached features (of every
+    view of each, with ``--tta flip|dihedral``)."""
+    # with --tta, the run predicts by averaging views, so the probe (which may be the model
+    # kept) fits on every view of each image, as the linear strategy's does with --tta
+    chosen = views(trainer.options.tta)
     return fit_head(
         "logreg",
-        present(trainer.inputs.cached_features(samples)).numpy(),
-        [sample.label for sample in samples],
+        np.concatenate(
+            [present(trainer.inputs.cached_features(samples, view)).numpy() for view in chosen]
+        ),
+        [sample.label for sample in samples] * len(chosen),
         classes=trainer.classes,
         class_weight=trainer.options.class_weight,
         seed=trainer.seed,
