@@ -12,7 +12,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
 from graft.errors import ConfigError, DataError
-from graft.heads import C_GRID, HEADS, ClassicHead, fit_head, one_standard_error
+from graft.heads import C_GRID, HEADS, ClassicHead, cv_splits, fit_head, one_standard_error
 
 
 def _blobs(
@@ -117,6 +117,30 @@ def test_a_few_shot_logreg_repeats_its_cv_and_takes_the_one_standard_error_choic
             )
         losses.append(np.array(fold_losses))
     assert head.params["C"] == pytest.approx(tried[one_standard_error(losses)])
+
+
+def test_the_views_of_an_image_are_held_out_together() -> None:
+    rng = np.random.default_rng(0)
+    images = 40
+    y_images = rng.integers(0, 3, images)
+    y, groups = np.tile(y_images, 8), np.tile(np.arange(images), 8)  # 8 views of each image
+    for train, held in cv_splits(y, 5, 3, 0, groups):
+        assert not set(groups[train]) & set(groups[held])
+        assert len(set(groups[held])) * 8 == len(held)
+
+
+def test_views_count_as_one_image_each_and_only_some_heads_take_them() -> None:
+    x, y = _blobs(2, per_class=1)
+    views = np.vstack([x, x[:, ::-1]])
+    head = fit_head("logreg", views, list(y) * 2, groups=np.array([0, 1, 0, 1]))
+    assert "no CV" in head.params["selection"]  # one image per class, not two rows
+    x, y = _blobs(2, per_class=12)
+    groups = np.tile(np.arange(24), 2)
+    head = fit_head("logreg", np.vstack([x, x + 0.01]), list(y) * 2, groups=groups)
+    assert "5-fold CV x 3 (an image's views in one fold)" in head.params["selection"]
+    for kind in ("svm", "knn"):
+        with pytest.raises(ConfigError, match=f"a {kind} head cannot fit on several views"):
+            fit_head(kind, np.vstack([x, x]), list(y) * 2, groups=groups)
 
 
 def test_tiny_classes_fall_back_without_cross_validation() -> None:

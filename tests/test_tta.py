@@ -190,8 +190,9 @@ def test_a_linear_probe_with_views_fits_on_every_view_and_predicts_their_average
             extract_features(train, spec.with_view(0, True), engine="torch").features,
         ]
     )
-    expected = fit_head("logreg", both, labels * 2)
+    expected = fit_head("logreg", both, labels * 2, groups=np.tile(np.arange(len(train)), 2))
     saved = ClassicHead.load(out / HEAD)
+    assert "an image's views in one fold" in saved.params["selection"]
     assert saved.params["C"] == expected.params["C"]
     np.testing.assert_allclose(saved.arrays["coef"], expected.arrays["coef"], rtol=1e-3, atol=1e-5)
     # its saved metrics are the predictor's: the views' probabilities averaged
@@ -234,8 +235,20 @@ def test_a_neural_run_with_views_starts_from_the_probe_fitted_on_them(
             extract_features(train, spec.with_view(0, True), engine="torch").features,
         ]
     )
-    weight, _ = probe_layer(fit_head("logreg", both, [p.parent.name for p in train] * 2))
+    labels = [p.parent.name for p in train] * 2
+    groups = np.tile(np.arange(len(train)), 2)
+    weight, _ = probe_layer(fit_head("logreg", both, labels, groups=groups))
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert "an image's views in one fold" in config["probe"]["selection"]
     state = load_file(str(tmp_path / "run" / "model.safetensors"))
     head = {k: v for k, v in state.items() if k.startswith("head.") and k.endswith("weight")}
     (saved,) = head.values()
     np.testing.assert_allclose(saved, weight.numpy(), rtol=1e-3, atol=1e-5)
+
+
+def test_a_probe_on_views_refuses_heads_that_would_find_an_image_s_own_views(
+    data: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="--tta flip fits the probe on several views"):
+        graft.train(data, strategy="linear", out=tmp_path / "r", tta="flip", head="knn", **QUICK)
+    assert not (tmp_path / "r").exists()

@@ -122,6 +122,7 @@ def fit_head(
     classes: list[str] | None = None,
     class_weight: str | None = None,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> ClassicHead:
     """Fit a classic head on training features.
 
@@ -133,15 +134,23 @@ def fit_head(
         class_weight: ``balanced`` to weight classes inversely to their frequency
             (``logreg`` and ``svm``), or ``None``.
         seed: Seeds the cross-validation folds.
+        groups: The image each row is of, where rows are several views of each image
+            (``--tta``): cross-validation keeps an image's views in one fold, and counts
+            images, not rows. ``logreg`` and ``centroid`` only.
 
     Raises:
-        ConfigError: Unknown head or class weight.
+        ConfigError: Unknown head or class weight, or groups for ``svm`` or ``knn``.
         DataError: Fewer than two classes, or labels outside ``classes``.
     """
     if kind not in HEADS:
         raise ConfigError(f"head {kind!r} is not one of: {', '.join(HEADS)}")
     if class_weight not in (None, "balanced"):
         raise ConfigError(f"class weight {class_weight!r} must be 'balanced' or omitted")
+    if groups is not None and kind in ("svm", "knn"):
+        raise ConfigError(
+            f"a {kind} head cannot fit on several views of each image (its selection would "
+            "find an image's own views); use --head logreg or centroid, or --tta none"
+        )
     names = sorted(set(map(str, labels))) if classes is None else list(classes)
     index = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(map(str, labels)) - set(index))
@@ -156,9 +165,10 @@ def fit_head(
     scale[scale < 1e-12] = 1.0
     xs = (x - mean) / scale
     head = ClassicHead(kind=kind, classes=names, arrays={"mean": mean, "scale": scale})
-    folds = _folds(y)
+    images = np.arange(len(y)) if groups is None else np.asarray(groups)
+    folds = _folds(y, images)
     if kind == "logreg":
-        _fit_logreg(head, xs, y, folds, class_weight, seed)
+        _fit_logreg(head, xs, y, folds, class_weight, seed, None if groups is None else images)
     elif kind == "svm":
         _fit_svm(head, xs, y, folds, class_weight, seed)
     elif kind == "knn":
@@ -170,18 +180,52 @@ def fit_head(
     return head
 
 
-def _folds(y: np.ndarray) -> int:
-    """Cross-validation folds: 5, fewer when the rarest class is smaller (0: no CV possible)."""
-    smallest = int(np.bincount(y).min())
+def _folds(y: np.ndarray, images: np.ndarray) -> int:
+    """Cross-validation folds: 5, fewer when the rarest class has fewer images (0: no CV)."""
+    smallest = _rarest(y, images)
     return min(5, smallest) if smallest >= 2 else 0
 
 
+def _rarest(y: np.ndarray, images: np.ndarray) -> int:
+    """The number of images of the rarest class (rows of one image count once)."""
+    return min(len(np.unique(images[y == label])) for label in np.unique(y))
+
+
+def cv_splits(
+    y: np.ndarray, folds: int, repeats: int, seed: int, groups: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified ``folds``-fold splits, ``repeats`` times with other shuffles; with
+    ``groups``, every row of a group (the views of one image) falls in the same fold.
+
+    Example:
+        >>> y, groups = np.array([0, 0, 1, 1] * 2), np.array([0, 1, 2, 3] * 2)
+        >>> [sorted(set(groups[held].tolist())) for _, held in cv_splits(y, 2, 1, 0, groups)]
+        [[1, 2], [0, 3]]
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    splits = []
+    for repeat in range(repeats):
+        if groups is None:
+            splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + repeat)
+            splits.extend(splitter.split(np.zeros(len(y)), y))
+        else:
+            grouped = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed + repeat)
+            splits.extend(grouped.split(np.zeros(len(y)), y, groups))
+    return splits
+
+
 def _fit_logreg(
-    head: ClassicHead, x: np.ndarray, y: np.ndarray, folds: int, class_weight: str | None, seed: int
+    head: ClassicHead,
+    x: np.ndarray,
+    y: np.ndarray,
+    folds: int,
+    class_weight: str | None,
+    seed: int,
+    groups: np.ndarray | None,
 ) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
-    from sklearn.model_selection import StratifiedKFold
 
     def model(c: float, tol: float = 1e-4) -> LogisticRegression:
         return LogisticRegression(
@@ -192,14 +236,9 @@ def _fit_logreg(
         # With few images the held-out folds are a handful each and one shuffle's loss curve
         # is noise; repeating the CV with other shuffles steadies it (at little cost: the fits
         # are tiny).
-        repeats = SMALL_REPEATS if int(np.bincount(y).min()) < SMALL_CLASS else 1
-        splits = [
-            split
-            for repeat in range(repeats)
-            for split in StratifiedKFold(
-                n_splits=folds, shuffle=True, random_state=seed + repeat
-            ).split(x, y)
-        ]
+        images = np.arange(len(y)) if groups is None else groups
+        repeats = SMALL_REPEATS if _rarest(y, images) < SMALL_CLASS else 1
+        splits = cv_splits(y, folds, repeats, seed, groups)
         # A looser tolerance is enough to rank C values (same choice, twice as fast here); the
         # final model is fitted at the default tolerance.
         estimators = [model(C_GRID[0], tol=1e-3) for _ in splits]
@@ -221,6 +260,8 @@ def _fit_logreg(
                 break
         best = C_GRID[one_standard_error(losses)]
         cv = f"{folds}-fold CV" + (f" x {repeats}" if repeats > 1 else "")
+        if groups is not None:
+            cv += " (an image's views in one fold)"
         head.params.update(
             C=best,
             selection=(

@@ -182,6 +182,12 @@ def train_linear(
     clock = _Clock()
     specs = options.specs()
     chosen_views = views(check_tta(options.tta))
+    if len(chosen_views) > 1 and options.head in ("svm", "knn"):
+        raise ConfigError(
+            f"--tta {options.tta} fits the probe on several views of each image, which a "
+            f"{options.head} head cannot (its selection would find an image's own views); use "
+            "--head logreg or centroid, or --tta none"
+        )
     report = prepare(data, data_options, name=name)
     clock.lap("validate")
     if on_report is not None:
@@ -192,8 +198,10 @@ def train_linear(
         for view in chosen_views
     ]
     features, ok, extraction, failures = per_view[0]
-    for _, view_ok, view_stats, _ in per_view[1:]:
+    for _, view_ok, view_stats, view_failures in per_view[1:]:
         ok = ok & view_ok
+        failures += [f for f in view_failures if f[0] not in {path for path, _ in failures}]
+        extraction["failed"] = len(failures)
         extraction["computed"] += view_stats["computed"]
         extraction["cached"] += view_stats["cached"]
         extraction["engine"] = extraction["engine"] or view_stats["engine"]
@@ -224,6 +232,10 @@ def train_linear(
         classes=classes,
         class_weight=options.class_weight,
         seed=data_options.seed,
+        # each training image's views share a group: the C search holds them out together
+        groups=np.tile(np.arange(int(train_rows.sum())), len(view_features))
+        if len(view_features) > 1
+        else None,
     )
     clock.lap("fit")
     run_dir = Path(out) if out is not None else default_run_dir(report.images.source, "linear")

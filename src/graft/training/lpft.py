@@ -87,6 +87,7 @@ def fit_probe(trainer: Trainer, samples: list[Sample]) -> ClassicHead:
         classes=trainer.classes,
         class_weight=trainer.options.class_weight,
         seed=trainer.seed,
+        groups=np.tile(np.arange(len(samples)), len(chosen)) if len(chosen) > 1 else None,
     )
 
 
