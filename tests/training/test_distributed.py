@@ -127,3 +127,18 @@ def test_shards_cover_every_image_once_per_epoch() -> None:
     shards = [Distributed(rank, 2).shard(order, batch_size=8) for rank in (0, 1)]
     assert sorted(shards[0] + shards[1]) == order
     assert len(shards[0]) == len(shards[1]) == 11
+
+
+@pytest.mark.slow
+def test_a_kept_probe_is_refitted_at_the_end_on_one_process(tmp_path: Path) -> None:
+    # no validation folder: graft carves one, the probe is kept (a vanishing learning rate)
+    # and fitted again at the end, on rank 0 alone, on both views of every image (--tta flip)
+    data = tmp_path / "data"
+    write_class_folders(data / "train", 12)
+    write_class_folders(data / "test", 3, start=100)
+    args = [*HEAD[:-2], "--lr", "1e-12", "--tta", "flip", "--precision", "fp32"]
+    done = _graft("train", str(data), *args, "--out", "kept", "--nproc", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.loads((tmp_path / "kept" / "config.json").read_text())
+    assert config["safeguard"]["kept"] == "probe" and "refit_C" in config["probe"]
+    assert json.loads((tmp_path / "kept" / "metrics.json").read_text())["test"]["n"] == 6

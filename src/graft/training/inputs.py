@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -258,14 +259,16 @@ class PhaseInputs:
         return choice.precision
 
     def cached_features(
-        self, samples: list[Sample], view: tuple[int, bool] = (0, False)
+        self, samples: list[Sample], view: tuple[int, bool] = (0, False), *, alone: bool = False
     ) -> torch.Tensor | None:
         """The frozen backbone's features of these images (of one view of each: see
-        :func:`graft.tta.views`), through the feature cache."""
+        :func:`graft.tta.views`), through the feature cache. Every process calls it together
+        (rank 0 fills the shared cache, the others wait and read it), unless ``alone``: one
+        process only (the end of a run, on rank 0), with no other to wait for."""
         if not samples:
             return None
         spec = self._feature_spec().with_view(*view)
-        with self.context.main_first():  # rank 0 fills the shared cache, the others read it
+        with contextlib.nullcontext() if alone else self.context.main_first():
             result = extract_features([s.path for s in samples], spec, engine=self.options.engine)
         if not result.ok.all():
             bad = ", ".join(str(p) for p, _ in result.failures[:3])

@@ -66,13 +66,14 @@ def refit_probe(trainer: Trainer) -> None:
         sorted(
             trainer.samples["train"] + trainer.samples["val"], key=lambda s: (s.label, str(s.path))
         ),
+        alone=True,  # the end of the run happens on rank 0 only
     )
     start_from_probe(trainer.model.head, *probe_layer(fitted))
     if trainer.probe is not None:
         trainer.probe["refit_C"] = fitted.params["C"]
 
 
-def fit_probe(trainer: Trainer, samples: list[Sample]) -> ClassicHead:
+def fit_probe(trainer: Trainer, samples: list[Sample], *, alone: bool = False) -> ClassicHead:
     """The linear strategy's logistic regression on these images' cached features (of every
     view of each, with ``--tta flip|dihedral``)."""
     # with --tta, the run predicts by averaging views, so the probe (which may be the model
@@ -81,7 +82,10 @@ def fit_probe(trainer: Trainer, samples: list[Sample]) -> ClassicHead:
     return fit_head(
         "logreg",
         np.concatenate(
-            [present(trainer.inputs.cached_features(samples, view)).numpy() for view in chosen]
+            [
+                present(trainer.inputs.cached_features(samples, view, alone=alone)).numpy()
+                for view in chosen
+            ]
         ),
         [sample.label for sample in samples] * len(chosen),
         classes=trainer.classes,
