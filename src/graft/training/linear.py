@@ -193,25 +193,21 @@ def train_linear(
     if on_report is not None:
         on_report(report)
     specs, choices = _guard(report, specs, options)
-    per_view = [
-        _features(report, [spec.with_view(*view) for spec in specs], options, progress)
-        for view in chosen_views
-    ]
-    features, ok, extraction, failures = per_view[0]
-    for _, view_ok, view_stats, view_failures in per_view[1:]:
-        ok = ok & view_ok
-        failures += [f for f in view_failures if f[0] not in {path for path, _ in failures}]
-        extraction["failed"] = len(failures)
-        extraction["computed"] += view_stats["computed"]
-        extraction["cached"] += view_stats["cached"]
-        extraction["engine"] = extraction["engine"] or view_stats["engine"]
-    view_features = [view[0] for view in per_view]
+    # every view's specs in one extraction (it merges their failures and counts); the
+    # columns come view by view, each view as wide as the image's own features
+    features, ok, extraction, failures = _features(
+        report,
+        [spec.with_view(*view) for view in chosen_views for spec in specs],
+        options,
+        progress,
+    )
+    view_features = np.split(features, len(chosen_views), axis=1)
     extraction["precision"] = [choice.to_dict() for choice in choices]
     checks = [check for choice in choices for check in choice.checks]
     if checks:
         extraction["precision_checks"] = [check.to_dict() for check in checks]
     clock.lap("extract")
-    keep = check_near_duplicates(report, features=features, dedupe=str(data_options.dedupe))
+    keep = check_near_duplicates(report, features=view_features[0], dedupe=str(data_options.dedupe))
     ok = ok[keep]
     view_features = [block[keep] for block in view_features]
     clock.lap("near-copies")
