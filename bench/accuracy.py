@@ -6,7 +6,8 @@ as a new user would run ``graft train DATA --strategy S``: the linear probe, ``h
 ``finetune`` and ``auto`` (``--budget``). The neural strategies carve their validation split
 from train when the data has none (cats_and_dogs_filtered and potato_disease have one). Each
 row: accuracy with its 95 % bootstrap interval and macro-F1 on the held-out split (test,
-else validation), and wall time. Few-shot rows (``--per-class 5``) add a plain baseline:
+else validation), and wall time. Each dataset starts from an empty feature cache, as a new
+user's first run does. Few-shot rows (``--per-class 5``) add a plain baseline:
 ``StandardScaler`` + ``LogisticRegression(C=0.1)`` on the same features as graft's probe.
 
 Results go to ``bench/results/accuracy.json`` and a table in ``bench/README.md``.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -138,6 +140,11 @@ def main() -> None:
         if folder != "elpv" and not (args.data / folder).is_dir():
             sys.exit(f"{args.data / folder}: no such folder; pass --data with the shared datasets")
         source = manifest(name, folder, args.data, work)
+        # every dataset starts from an empty cache, as a new user's first run does: the linear
+        # run's --precision auto then checks bf16 itself (with fp32 features cached by an
+        # earlier row it takes those instead, and a row's figure would depend on the rows
+        # before it)
+        os.environ["GRAFT_CACHE_DIR"] = str(work / f"cache-{name.replace(' ', '_')}")
         rows: dict[str, Any] = results["rows"].get(name, {})  # rerun rows replace their own
         for strategy in args.strategies.split(","):
             out = work / f"{name.replace(' ', '_')}-{strategy}"

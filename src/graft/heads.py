@@ -160,15 +160,20 @@ def fit_head(
     if len(np.unique(y)) < 2:
         raise DataError("a head needs training images of at least two classes")
     x = np.asarray(features, dtype=np.float64)
+    # The same images in another order must give the same head: the CV folds (and the sums
+    # behind the mean) follow row order, so a run that lists its images sorted and one that
+    # lists them as drawn chose different C values (brain_mri 5-shot, 57.60 vs 57.97 %).
+    order, canonical_groups = canonical_order(x, y, None if groups is None else np.asarray(groups))
+    x, y = x[order], y[order]
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-12] = 1.0
     xs = (x - mean) / scale
     head = ClassicHead(kind=kind, classes=names, arrays={"mean": mean, "scale": scale})
-    images = np.arange(len(y)) if groups is None else np.asarray(groups)
+    images = np.arange(len(y)) if canonical_groups is None else canonical_groups
     folds = _folds(y, images)
     if kind == "logreg":
-        _fit_logreg(head, xs, y, folds, class_weight, seed, None if groups is None else images)
+        _fit_logreg(head, xs, y, folds, class_weight, seed, canonical_groups)
     elif kind == "svm":
         _fit_svm(head, xs, y, folds, class_weight, seed)
     elif kind == "knn":
@@ -178,6 +183,46 @@ def fit_head(
     if class_weight is not None:
         head.params["class_weight"] = class_weight
     return head
+
+
+def canonical_order(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """An order of the rows that depends only on their contents, and group ids likewise.
+
+    Rows are sorted by class, then group, then their projection on a fixed random direction;
+    a group's key is the least projection among its rows (its views in any order). Unlike a
+    hash of the bits, the order survives last-bit differences between engines. Rows tied on
+    all three are identical, so their order cannot matter. Fitting on the rows in this order
+    makes a head a function of the set of (features, label, image), not of the order a run
+    lists its images in.
+
+    Args:
+        x: ``N x D`` features.
+        y: ``N`` class indices.
+        groups: The image each row is of, or ``None`` (every row its own image).
+
+    Returns:
+        The permutation to apply to the rows, and the groups renumbered ``0..G-1`` by key
+        (``None`` without groups).
+
+    Example:
+        >>> x = np.array([[1.0], [2.0], [3.0]])
+        >>> a, _ = canonical_order(x, np.array([0, 1, 0]))
+        >>> b, _ = canonical_order(x[::-1], np.array([0, 1, 0]))
+        >>> x[a].ravel().tolist() == x[::-1][b].ravel().tolist()
+        True
+    """
+    direction = np.random.default_rng(0).standard_normal(x.shape[1])
+    projection = np.asarray(x, dtype=np.float64) @ direction
+    if groups is None:
+        return np.lexsort((projection, y)), None
+    ids, inverse = np.unique(groups, return_inverse=True)
+    keys = np.full(len(ids), np.inf)
+    np.minimum.at(keys, inverse, projection)
+    order = np.lexsort((projection, keys[inverse], y))
+    ranks = np.unique(keys[inverse][order], return_inverse=True)[1]
+    return order, ranks
 
 
 def _folds(y: np.ndarray, images: np.ndarray) -> int:

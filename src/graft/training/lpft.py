@@ -60,12 +60,11 @@ def refit_probe(trainer: Trainer) -> None:
     """The kept probe, fitted again on train and the validation split carved from train:
     choosing it needed held-out images, the model it stands for (the linear strategy's)
     learns from all of them."""
-    # in the order the linear strategy reads all of train: the same folds, the same probe
+    # the same images as the linear strategy's train split, so the same probe (a head does not
+    # depend on the order of its rows: graft.heads.canonical_order)
     fitted = fit_probe(
         trainer,
-        sorted(
-            trainer.samples["train"] + trainer.samples["val"], key=lambda s: (s.label, str(s.path))
-        ),
+        trainer.samples["train"] + trainer.samples["val"],
         alone=True,  # the end of the run happens on rank 0 only
     )
     start_from_probe(trainer.model.head, *probe_layer(fitted))
