@@ -152,7 +152,10 @@ def test_views_count_as_one_image_each_and_only_some_heads_take_them() -> None:
     head = fit_head("logreg", np.vstack([x, x + 0.01]), list(y) * 2, groups=groups)
     assert "5-fold CV x 3 (an image's views in one fold)" in head.params["selection"]
     for kind in ("svm", "knn"):
-        with pytest.raises(ConfigError, match=f"a {kind} head cannot fit on several views"):
+        with pytest.raises(
+            ConfigError,
+            match=f"a {kind} head cannot fit on several views",
+        ):
             fit_head(kind, np.vstack([x, x]), list(y) * 2, groups=groups)
 
 

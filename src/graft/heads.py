@@ -146,11 +146,8 @@ def fit_head(
         raise ConfigError(f"head {kind!r} is not one of: {', '.join(HEADS)}")
     if class_weight not in (None, "balanced"):
         raise ConfigError(f"class weight {class_weight!r} must be 'balanced' or omitted")
-    if groups is not None and kind in ("svm", "knn"):
-        raise ConfigError(
-            f"a {kind} head cannot fit on several views of each image (its selection would "
-            "find an image's own views); use --head logreg or centroid, or --tta none"
-        )
+    if groups is not None:
+        check_views(kind, "groups given")
     names = sorted(set(map(str, labels))) if classes is None else list(classes)
     index = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(map(str, labels)) - set(index))
@@ -183,6 +180,39 @@ def fit_head(
     if class_weight is not None:
         head.params["class_weight"] = class_weight
     return head
+
+
+def check_views(kind: str, views: str) -> None:
+    """Refuse a head that cannot fit on several views of each image (``svm`` and ``knn``: their
+    selection would find an image's own views among its neighbours or folds).
+
+    Args:
+        kind: The head.
+        views: What asks for several views, for the message (``--tta dihedral``).
+
+    Raises:
+        ConfigError: ``kind`` is ``svm`` or ``knn``.
+
+    Example:
+        >>> check_views("logreg", "--tta flip")
+    """
+    if kind in ("svm", "knn"):
+        raise ConfigError(
+            f"a {kind} head cannot fit on several views of each image ({views}): its "
+            "selection would find an image's own views; use --head logreg or centroid, or "
+            "--tta none"
+        )
+
+
+def view_groups(images: int, views: int) -> np.ndarray | None:
+    """The image each row is of, for ``views`` blocks of ``images`` rows (view after view);
+    ``None`` for one view. :func:`fit_head` takes it as ``groups``.
+
+    Example:
+        >>> view_groups(3, 2).tolist(), view_groups(3, 1)
+        ([0, 1, 2, 0, 1, 2], None)
+    """
+    return np.tile(np.arange(images), views) if views > 1 else None
 
 
 def canonical_order(

@@ -42,7 +42,7 @@ from graft.features.extract import (
 )
 from graft.features.precision import select_precision
 from graft.fileio import write_json_atomic
-from graft.heads import fit_head
+from graft.heads import check_views, fit_head, view_groups
 from graft.metrics import classification_metrics
 from graft.runs import (
     HEAD,
@@ -182,12 +182,8 @@ def train_linear(
     clock = _Clock()
     specs = options.specs()
     chosen_views = views(check_tta(options.tta))
-    if len(chosen_views) > 1 and options.head in ("svm", "knn"):
-        raise ConfigError(
-            f"--tta {options.tta} fits the probe on several views of each image, which a "
-            f"{options.head} head cannot (its selection would find an image's own views); use "
-            "--head logreg or centroid, or --tta none"
-        )
+    if len(chosen_views) > 1:  # refused before any extraction
+        check_views(options.head, f"--tta {options.tta}")
     report = prepare(data, data_options, name=name)
     clock.lap("validate")
     if on_report is not None:
@@ -229,9 +225,7 @@ def train_linear(
         class_weight=options.class_weight,
         seed=data_options.seed,
         # each training image's views share a group: the C search holds them out together
-        groups=np.tile(np.arange(int(train_rows.sum())), len(view_features))
-        if len(view_features) > 1
-        else None,
+        groups=view_groups(int(train_rows.sum()), len(view_features)),
     )
     clock.lap("fit")
     run_dir = Path(out) if out is not None else default_run_dir(report.images.source, "linear")

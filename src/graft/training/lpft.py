@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from graft.data.dataset import Sample
-from graft.heads import ClassicHead, fit_head
+from graft.heads import ClassicHead, fit_head, view_groups
 from graft.runs import CHECKPOINT_BEST
 from graft.training.checkpoints import save_checkpoint
 from graft.training.inputs import present
@@ -90,7 +90,7 @@ def fit_probe(trainer: Trainer, samples: list[Sample], *, alone: bool = False) -
         classes=trainer.classes,
         class_weight=trainer.options.class_weight,
         seed=trainer.seed,
-        groups=np.tile(np.arange(len(samples)), len(chosen)) if len(chosen) > 1 else None,
+        groups=view_groups(len(samples), len(chosen)),
     )
 
 
