@@ -334,6 +334,7 @@ class NeuralPredictor(Predictor):
         super().__init__(run_dir, run, engine)
         self._model = load_run_model(run_dir, run)
         self.preprocessing = self._model.preprocessing
+        self.precision = frozen_precision(run, self.engine_name)
         self._engine: Engine | None = None
 
     @property
@@ -350,9 +351,30 @@ class NeuralPredictor(Predictor):
                 Probabilities(self.model).eval(),
                 input_size=self.preprocessing.input_size,
                 engine=self.engine_name,
-                cache_key=f"run-{sha256_file(self.run_dir / MODEL)[:24]}",
+                precision=self.precision,
+                cache_key=f"run-{sha256_file(self.run_dir / MODEL)[:24]}-{self.precision}",
             )
         return np.asarray(self._engine(inputs[0]), dtype=np.float64)
+
+
+def frozen_precision(run: RunConfig, engine: str = "auto") -> str:
+    """The precision a neural run's network predicts at: where the run kept its probe (the
+    pretrained backbone, untouched, under the probe's layer), the one the frozen backbone's
+    features were computed at, so that it predicts what the linear strategy's probe predicts
+    on the same features (at bf16 a few images in a thousand differ otherwise); fp32 for
+    trained weights, or where the engine has no native bf16 here.
+
+    Example:
+        >>> from graft.runs import HeadEntry
+        >>> run = RunConfig(1, "finetune", "complete", ["a", "b"], [], HeadEntry("neural"))
+        >>> frozen_precision(run)
+        'fp32'
+    """
+    chosen = (run.raw.get("frozen_precision") or {}).get("precision", "fp32")
+    kept_probe = run.raw.get("best_weights") == "probe"
+    if chosen == "bf16" and kept_probe and engine_base.bf16_native(engine):
+        return "bf16"
+    return "fp32"
 
 
 class OnnxPredictor(Predictor):

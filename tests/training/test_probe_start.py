@@ -242,3 +242,66 @@ def test_a_trained_epoch_must_beat_the_probe_by_more_than_noise() -> None:
     assert trainer._improved({"epoch": 2, "val_accuracy": 0.56})  # beyond it
     assert trainer.best == {"value": 0.56, "epoch": 2, "weights": "raw"}
     assert trainer._improved({"epoch": 3, "val_accuracy": 0.561})  # then epochs compete as usual
+
+
+@pytest.mark.parametrize(
+    ("best", "frozen", "native", "expected"),
+    [
+        ("probe", "bf16", True, "bf16"),  # the probe's own features
+        ("probe", "bf16", False, "fp32"),  # no bf16 units here
+        ("probe", "fp32", True, "fp32"),
+        ("last", "bf16", True, "fp32"),  # trained weights
+        (None, None, True, "fp32"),  # an older run
+    ],
+)
+def test_a_kept_probe_predicts_at_its_features_precision(
+    best: str | None,
+    frozen: str | None,
+    native: bool,
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from graft.engines import base as engine_base
+    from graft.predictor import frozen_precision
+    from graft.runs import HeadEntry, RunConfig
+
+    monkeypatch.setattr(engine_base, "bf16_native", lambda engine="auto", device=None: native)
+    raw: dict[str, Any] = {"best_weights": best}
+    if frozen is not None:
+        raw["frozen_precision"] = {"precision": frozen}
+    run = RunConfig(1, "finetune", "complete", ["a", "b"], [], HeadEntry("neural"), raw=raw)
+    assert frozen_precision(run) == expected
+
+
+@pytest.mark.slow
+def test_a_kept_probe_predicts_what_the_linear_probe_predicts_at_bf16(
+    three_colours: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import graft.predictor as predictor
+    from graft.engines import base as engine_base
+
+    if not engine_base.bf16_native("torch"):
+        pytest.skip("this CPU computes no bf16 natively")
+    built: list[str] = []
+    create = predictor.create_engine
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        built.append(kwargs["precision"])
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(predictor, "create_engine", spy)
+    bf16 = {**SAME_FEATURES, "precision": "bf16"}
+    options = NeuralOptions(
+        strategy="finetune", epochs=2, lr=50.0, backbone_lr=10, augment="none", **bf16
+    )
+    result = train_neural(three_colours, out=tmp_path / "run", options=options)
+    assert result.safeguard["kept"] == "probe"
+    assert built == ["bf16"]  # the run's own evaluation
+    probe = tmp_path / "probe"
+    graft.train(three_colours, strategy="linear", out=probe, engine="torch", precision="bf16")
+    paths = sorted((three_colours / "test").rglob("*.png"))
+    kept, linear = graft.load(tmp_path / "run"), graft.load(probe)
+    # 6e-5 apart here; 3e-3 when the kept probe predicted at fp32 on features it was not fitted on
+    np.testing.assert_allclose(
+        kept.predict_proba(paths), linear.predict_proba(paths), atol=5e-4, rtol=0
+    )
