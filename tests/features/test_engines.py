@@ -14,7 +14,7 @@ from graft.errors import ConfigError
 from graft.features.cache import FeatureCache, default_cache_path
 from graft.features.extract import FeatureSpec, feature_engine
 from graft.features.layers import feature_module
-from graft.features.precision import PrecisionCheck, enforce
+from graft.features.precision import PrecisionCheck, check_precision, enforce
 from graft.training.linear import LinearOptions, train_linear
 from graft.zoo.model import create_model
 from synthetic import write_class_folders
@@ -119,6 +119,31 @@ def test_precision_and_calibration_are_part_of_the_feature_key(photos: dict[str,
     assert fp32.calibrated(files, ["h"]) is fp32
 
 
+def test_the_precision_check_never_scores_on_the_test_split() -> None:
+    from graft.features.precision import _sample
+
+    labels = ["a", "b"] * 60
+    # no validation split: a third of train scores, never the test images
+    splits: list[str | None] = ["train"] * 60 + ["test"] * 60
+    fit, score = _sample(splits, labels, 200)
+    assert {splits[i] for i in fit + score} == {"train"}
+    assert not set(fit) & set(score) and len(score) == 20
+    # a validation split scores
+    with_val: list[str | None] = ["train"] * 60 + ["val"] * 30 + ["test"] * 30
+    fit, score = _sample(with_val, labels, 200)
+    assert {with_val[i] for i in fit} == {"train"} and {with_val[i] for i in score} == {"val"}
+
+
+def test_a_check_on_a_handful_of_held_out_images_is_refused() -> None:
+    # a 5-shot training split and a test split: 7 images would score; auto keeps fp32 then
+    spec = FeatureSpec.create("efficientnet_lite0.in1k", precision="bf16")
+    labels = ["a", "b"] * 10 + ["a"] * 100
+    splits: list[str | None] = ["train"] * 20 + ["test"] * 100
+    paths = [Path(f"{i}.png") for i in range(120)]
+    with pytest.raises(ConfigError, match="7 held-out images, fewer than the 50 it needs"):
+        check_precision(paths, labels, splits, [None] * 120, spec, min_held=50)
+
+
 def test_enforce_refuses_a_large_drop_unless_forced() -> None:
     check = PrecisionCheck("int8", 0.95, 0.7, 0.99, 0.95, 200)
     with pytest.raises(ConfigError, match=r"a drop of 4.00 points exceeds the tolerance of 1"):
@@ -170,6 +195,7 @@ def test_auto_is_fp32_without_bf16_units_or_a_calibrated_int8(
     import graft.features.precision as precision
 
     monkeypatch.setattr(precision, "AUTO_MIN_IMAGES", 0)
+    monkeypatch.setattr(precision, "AUTO_MIN_HELD", 0)
     monkeypatch.setattr(precision, "bf16_native", lambda engine="auto", device=None: False)
     result = train_linear(split_folders, out=tmp_path / "run", options=LinearOptions())
     choice = _choice(result)
@@ -189,6 +215,7 @@ def test_auto_takes_bf16_where_native_after_the_check(
     if not precision.bf16_native("openvino"):
         pytest.skip("this CPU computes no bf16 natively")
     monkeypatch.setattr(precision, "AUTO_MIN_IMAGES", 0)
+    monkeypatch.setattr(precision, "AUTO_MIN_HELD", 0)
     result = train_linear(
         split_folders, out=tmp_path / "run", options=LinearOptions(engine="openvino")
     )
@@ -258,6 +285,7 @@ def test_auto_refuses_a_badly_calibrated_int8_and_falls_back_to_fp32(
     with FeatureCache(default_cache_path()) as cache:  # features go, the int8 model stays
         cache.clear()
     monkeypatch.setattr(precision, "AUTO_MIN_IMAGES", 0)
+    monkeypatch.setattr(precision, "AUTO_MIN_HELD", 0)
     monkeypatch.setattr(precision, "bf16_native", lambda engine="auto", device=None: False)
     result = train_linear(
         split_folders, out=tmp_path / "auto", options=LinearOptions(engine="openvino")

@@ -579,6 +579,7 @@ def test_frozen_parts_take_the_guarded_auto_precision_and_keep_it_on_resume(
     import graft.training.inputs as inputs
 
     monkeypatch.setattr(precision, "AUTO_MIN_IMAGES", 0)
+    monkeypatch.setattr(precision, "AUTO_MIN_HELD", 0)
     built: list[str] = []  # the precision each frozen-part engine is built with
 
     def spy(*args: Any, **kwargs: Any) -> Any:
@@ -604,3 +605,29 @@ def test_frozen_parts_take_the_guarded_auto_precision_and_keep_it_on_resume(
     train_neural(split_folders, out=tmp_path / "none", options=options)
     none = json.loads((tmp_path / "none" / "config.json").read_text())["frozen_precision"]
     assert none["precision"] == "fp32" and none["checks"] == []
+
+
+def test_a_carved_validation_split_is_train_to_the_precision_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # train/test folders only: the linear strategy's check holds out part of train; the neural
+    # run's must see the same splits (its carved validation images as train), so both choose
+    # the same precision and the safeguard's probe is the linear strategy's
+    import graft.training.inputs as inputs
+
+    root = tmp_path / "data"
+    write_class_folders(root / "train", 12)
+    write_class_folders(root / "test", 3, start=100)
+    seen: list[list[str | None]] = []
+    select = inputs.select_precision
+
+    def spy(spec: Any, requested: str, paths: Any, labels: Any, splits: Any, *a: Any, **k: Any):
+        seen.append(list(splits))
+        return select(spec, requested, paths, labels, splits, *a, **k)
+
+    monkeypatch.setattr(inputs, "select_precision", spy)
+    options = _options(strategy="head", epochs=1, precision="auto")
+    result = train_neural(root, out=tmp_path / "run", options=options)
+    assert result.report.carved_val > 0  # the run did carve one
+    assert seen and sorted(set(seen[0])) == ["test", "train"]
+    assert seen[0].count("train") == 24

@@ -35,6 +35,9 @@ CHECK_IMAGES = 400
 AUTO_CHECK_IMAGES = 200
 #: Under ``auto``, fewer images to compute than this stay fp32: the check would cost more.
 AUTO_MIN_IMAGES = 1000
+#: Under ``auto``, fewer held-out images than this for the check keep fp32: on a handful of
+#: images (a 5-shot training split with no validation split) the check measures nothing.
+AUTO_MIN_HELD = 50
 
 
 @dataclass(frozen=True)
@@ -85,16 +88,24 @@ def check_precision(
     engine: str = "auto",
     batch_size: int = 32,
     limit: int = CHECK_IMAGES,
+    min_held: int = 0,
 ) -> PrecisionCheck:
     """Compare ``spec`` (bf16 or int8, calibrated) with its fp32 twin on a sample of the data.
 
-    The training split fits, the validation split (else test) scores; without splits, a seeded
-    two-thirds / one-third split of the sample.
+    The training split fits, the validation split scores; without a validation split, a
+    seeded two-thirds / one-third split of the training images (of every image without
+    splits). Never the test split: a choice made on it would leave it no longer held out.
 
     Raises:
-        ConfigError: Fewer than two classes in the sample.
+        ConfigError: Fewer than two classes in the sample, or fewer than ``min_held``
+            images to score.
     """
     fit, score = _sample(list(splits), list(labels), limit)
+    if len(score) < min_held:
+        raise ConfigError(
+            f"{len(score)} held-out images, fewer than the {min_held} it needs (a validation "
+            "split, or enough training images to hold a third out)"
+        )
     rows = sorted(set(fit) | set(score))
     chosen_paths = [paths[i] for i in rows]
     chosen_hashes = [hashes[i] for i in rows]
@@ -259,6 +270,7 @@ def auto_precision(
                 engine=engine,
                 batch_size=batch_size,
                 limit=AUTO_CHECK_IMAGES,
+                min_held=AUTO_MIN_HELD,
             )
         except ConfigError as err:  # no check possible on this data: no reduced precision
             return spec, PrecisionChoice("fp32", f"{candidate.precision} not checked: {err}")
@@ -342,13 +354,11 @@ def _training_paths(paths: Sequence[Path], splits: Sequence[str | None]) -> list
 def _sample(splits: list[str | None], labels: list[str], limit: int) -> tuple[list[int], list[int]]:
     rng = np.random.default_rng(0)
     train = [i for i, s in enumerate(splits) if s == "train"]
-    held = [i for i, s in enumerate(splits) if s == "val"] or [
-        i for i, s in enumerate(splits) if s == "test"
-    ]
+    held = [i for i, s in enumerate(splits) if s == "val"]
     if not train or not held:
-        everything = rng.permutation(len(labels)).tolist()
-        cut = (2 * len(everything)) // 3
-        train, held = everything[:cut], everything[cut:]
+        rows = rng.permutation(train or [i for i, s in enumerate(splits) if s != "test"])
+        cut = (2 * len(rows)) // 3
+        train, held = rows[:cut].tolist(), rows[cut:].tolist()
 
     def pick(rows: list[int]) -> list[int]:
         return sorted(rng.choice(rows, size=min(limit, len(rows)), replace=False).tolist())

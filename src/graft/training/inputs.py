@@ -244,13 +244,18 @@ class PhaseInputs:
             return str(self.frozen_precision["precision"])
         requested = "fp32" if self.options.precision == "fp32" else self.options.precision
         samples = self.report.images.samples
+        # a validation split carved from train is train to the check, as it is to the linear
+        # strategy on the same data: both then make the same choice, and the probe the
+        # safeguard compares with is the linear strategy's
+        carved = bool(self.report.carved_val)
+        splits = ["train" if carved and s.split == "val" else s.split for s in samples]
         with self.context.main_first():  # rank 0 fills the cache, the others read the same
             _, choice = select_precision(
                 spec,
                 requested,
                 [s.path for s in samples],
                 [s.label for s in samples],
-                [s.split for s in samples],
+                splits,
                 self.report.hashes,
                 engine=self.options.engine,
                 int8=False,
