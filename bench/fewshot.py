@@ -9,7 +9,9 @@ backbone, and scores both on the whole held-out split (test, else validation):
 
 * graft: ``fit_head("logreg")`` (standardised features, C by stratified cross-validated log
   loss), the linear probe of ``graft train``;
-* plain: ``StandardScaler`` + ``LogisticRegression(C=0.1)``.
+* plain: ``StandardScaler`` + ``LogisticRegression(C=0.1)``;
+* and, where the engine computes bf16 natively, graft's probe on bf16 features (what
+  ``--precision auto`` takes where its check passes), paired with the same on fp32.
 
 It prints, per dataset and shot count, the mean accuracy of each over the draws, the mean
 paired difference with its standard error and the worst single draw, and writes them to
@@ -36,9 +38,11 @@ NAMES = ("potato_disease", "brain_mri", "cats_and_dogs_filtered", "elpv")
 START, END = "<!-- fewshot:start (written by bench/fewshot.py) -->", "<!-- fewshot:end -->"
 
 
-def load(name: str, data: Path) -> tuple[Any, np.ndarray, list[int], list[int]]:
-    """The dataset's images, the features of all of them, and the train and held-out rows."""
+def load(name: str, data: Path) -> tuple[Any, np.ndarray, np.ndarray | None, list[int], list[int]]:
+    """The dataset's images, the fp32 and bf16 features of all of them (bf16: ``None`` where
+    the engine has no native bf16 here), and the train and held-out rows."""
     from graft.data.prepare import DataOptions, prepare
+    from graft.engines.base import bf16_native
     from graft.features.extract import FeatureSpec, extract_features
     from graft.zoo.registry import DEFAULT_BACKBONE
 
@@ -52,10 +56,14 @@ def load(name: str, data: Path) -> tuple[Any, np.ndarray, list[int], list[int]]:
     held_split = "test" if images.split("test") else "val"
     samples = list(images.samples)
     spec = FeatureSpec.create(DEFAULT_BACKBONE)
-    result = extract_features([s.path for s in samples], spec)
+    paths = [s.path for s in samples]
+    result = extract_features(paths, spec)
+    bf16 = None
+    if bf16_native():
+        bf16 = extract_features(paths, spec.with_precision("bf16")).features.astype(np.float64)
     train = [i for i, s in enumerate(samples) if s.split == "train"]
     held = [i for i, s in enumerate(samples) if s.split == held_split]
-    return images, result.features.astype(np.float64), train, held
+    return images, result.features.astype(np.float64), bf16, train, held
 
 
 def draw_rows(images: Any, shots: int, seed: int) -> set[str]:
@@ -74,13 +82,13 @@ def compare(name: str, data: Path, shots: list[int], draws: int) -> dict[str, An
 
     from graft.heads import fit_head
 
-    images, features, train, held = load(name, data)
+    images, features, bf16, train, held = load(name, data)
     samples = list(images.samples)
     labels = np.array([s.label for s in samples])
     x_held, y_held = features[held], labels[held]
     out: dict[str, Any] = {"n_held": len(held)}
     for k in shots:
-        graft_acc, plain_acc = [], []
+        graft_acc, plain_acc, bf16_acc = [], [], []
         for seed in range(draws):
             chosen = draw_rows(images, k, seed)
             rows = [i for i in train if str(samples[i].path) in chosen]
@@ -89,6 +97,9 @@ def compare(name: str, data: Path, shots: list[int], draws: int) -> dict[str, An
             graft_acc.append(float(np.mean(np.array(head.predict(x_held)) == y_held)))
             plain = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
             plain_acc.append(float(np.mean(plain.fit(x, y).predict(x_held) == y_held)))
+            if bf16 is not None:  # the same probe on bf16 features (--precision auto's choice)
+                low = fit_head("logreg", bf16[rows], y)
+                bf16_acc.append(float(np.mean(np.array(low.predict(bf16[held])) == y_held)))
         gaps = 100 * (np.array(graft_acc) - np.array(plain_acc))
         out[str(k)] = {
             "graft": 100 * float(np.mean(graft_acc)),
@@ -101,13 +112,35 @@ def compare(name: str, data: Path, shots: list[int], draws: int) -> dict[str, An
             "draws": draws,
         }
         row = out[str(k)]
+        if bf16_acc:
+            drops = 100 * (np.array(bf16_acc) - np.array(graft_acc))
+            row["bf16"] = {
+                "graft": 100 * float(np.mean(bf16_acc)),
+                "gap": float(drops.mean()),
+                "se": float(drops.std(ddof=1) / np.sqrt(len(drops))),
+                "seed0_gap": float(drops[0]),
+            }
         print(
             f"{name:24} {k:2}-shot  graft {row['graft']:6.2f} %  plain {row['plain']:6.2f} %  "
             f"gap {row['gap']:+.2f} ± {row['se']:.2f}  worst {row['worst']:+.2f}  "
             f"seed 0 {row['seed0_gap']:+.2f}",
             flush=True,
         )
+        if "bf16" in row:
+            low = row["bf16"]
+            print(
+                f"{'':24} {k:2}-shot  graft on bf16 features {low['graft']:6.2f} %  "
+                f"bf16 - fp32 {low['gap']:+.2f} ± {low['se']:.2f}  seed 0 {low['seed0_gap']:+.2f}",
+                flush=True,
+            )
     return out
+
+
+def bf16_cell(low: dict[str, Any] | None) -> str:
+    """The bf16 column's cell, ``-`` where it was not measured."""
+    if low is None:
+        return "-"
+    return f"{low['gap']:+.2f} ± {low['se']:.2f} ({low['seed0_gap']:+.2f})"
 
 
 def write_table(results: dict[str, Any]) -> None:
@@ -118,10 +151,13 @@ def write_table(results: dict[str, Any]) -> None:
         "`LogisticRegression(C=0.1)` on the same features (efficientnet_lite0.in1k, fp32), "
         "trained on graft's own `--per-class K --seed S` draws, S = 0..N-1, scored on the whole "
         "held-out split. Gap: graft minus plain in points, mean ± standard error over the draws; "
-        "worst: the single draw where graft did worst; seed 0: the draw `bench/accuracy.py` uses.",
+        "worst: the single draw where graft did worst; seed 0: the draw `bench/accuracy.py` uses. "
+        "bf16: graft's probe on bf16 features (what `--precision auto` takes where its check "
+        "passes), minus the same on fp32 features, mean ± standard error (seed 0).",
         "",
-        "| data (held-out images) | shots | draws | graft | plain C=0.1 | gap | worst | seed 0 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| data (held-out images) | shots | draws | graft | plain C=0.1 | gap | worst | seed 0 "
+        "| bf16 - fp32 (seed 0) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rows in results["rows"].items():
         for k, row in rows.items():
@@ -130,7 +166,7 @@ def write_table(results: dict[str, Any]) -> None:
             lines.append(
                 f"| {name} ({rows['n_held']}) | {k} | {row['draws']} | {row['graft']:.2f} % | "
                 f"{row['plain']:.2f} % | {row['gap']:+.2f} ± {row['se']:.2f} | "
-                f"{row['worst']:+.2f} | {row['seed0_gap']:+.2f} |"
+                f"{row['worst']:+.2f} | {row['seed0_gap']:+.2f} | {bf16_cell(row.get('bf16'))} |"
             )
     lines.append(END)
     heading = "## Few-shot: graft's C against a fixed C (`bench/fewshot.py`)"

@@ -157,7 +157,7 @@ def test_int8_linear_run_is_checked_recorded_and_predicts(
     split_folders: Path, tmp_path: Path
 ) -> None:
     options = LinearOptions(engine="openvino", precision="int8")
-    with pytest.raises(ConfigError, match=r"int8 vs fp32 on 8 validation images"):
+    with pytest.raises(ConfigError, match=r"int8 vs fp32 on 8 held-out images"):
         train_linear(
             split_folders,
             out=tmp_path / "refused",

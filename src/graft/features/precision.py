@@ -72,7 +72,7 @@ class PrecisionCheck:
     def summary(self) -> str:
         """One line for the console."""
         return (
-            f"{self.precision} vs fp32 on {self.images} validation images: cosine "
+            f"{self.precision} vs fp32 on {self.images} held-out images: cosine "
             f"{self.cosine_mean:.4f} (min {self.cosine_min:.3f}), probe accuracy "
             f"{self.accuracy:.1%} vs {self.accuracy_fp32:.1%} ({-self.drop:+.2f} points)"
         )
