@@ -223,7 +223,9 @@ def canonical_order(
     Rows are sorted by class, then group, then their projection on a fixed random direction;
     a group's key is the least projection among its rows (its views in any order). Unlike a
     hash of the bits, the order survives last-bit differences between engines. Rows tied on
-    all three are identical, so their order cannot matter. Fitting on the rows in this order
+    all three are identical images (distinct rows tie on a random projection with probability
+    zero), so their order cannot matter; groups tied on their key (copies of one image) share
+    one id, and so one fold. Fitting on the rows in this order
     makes a head a function of the set of (features, label, image), not of the order a run
     lists its images in.
 

@@ -132,6 +132,15 @@ def test_the_precision_check_never_scores_on_the_test_split() -> None:
     with_val: list[str | None] = ["train"] * 60 + ["val"] * 30 + ["test"] * 30
     fit, score = _sample(with_val, labels, 200)
     assert {with_val[i] for i in fit} == {"train"} and {with_val[i] for i in score} == {"val"}
+    # the same images listed in another order draw the same sample (by content hash)
+    keys = [f"hash{i:03d}" for i in range(120)]
+    fit, score = _sample(splits, labels, 30, keys)
+    turn = np.random.default_rng(1).permutation(120)
+    fit2, score2 = _sample(
+        [splits[i] for i in turn], [labels[i] for i in turn], 30, [keys[i] for i in turn]
+    )
+    assert {keys[turn[i]] for i in fit2} == {keys[i] for i in fit}
+    assert {keys[turn[i]] for i in score2} == {keys[i] for i in score}
 
 
 def test_a_check_on_a_handful_of_held_out_images_is_refused() -> None:

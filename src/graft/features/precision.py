@@ -1,9 +1,10 @@
 """The guard on reduced precision: do bf16 or int8 features still train as good a probe?
 
 Before a run uses bf16 or int8 features, graft computes both those and fp32 features for a
-sample of the user's own images (training split to fit, validation split to score, at most
-``limit`` each), fits the same logistic regression on each, and compares: the cosine similarity
-of the feature vectors and the validation accuracy. If the accuracy drops by more than the
+sample of the user's own images (training split to fit, validation split to score, else a
+held-out third of train, never the test split; at most ``limit`` each), fits the same logistic
+regression on each, and compares: the cosine similarity of the feature vectors and the
+held-out accuracy. If the accuracy drops by more than the
 tolerance (default 1 point) the run stops with a one-line error, unless forced. Both sets of
 features land in the cache, so the check costs no extra forward pass later.
 
@@ -100,7 +101,7 @@ def check_precision(
         ConfigError: Fewer than two classes in the sample, or fewer than ``min_held``
             images to score.
     """
-    fit, score = _sample(list(splits), list(labels), limit)
+    fit, score = _sample(list(splits), list(labels), limit, hashes)
     if len(score) < min_held:
         raise ConfigError(
             f"{len(score)} held-out images, fewer than the {min_held} it needs (a validation "
@@ -216,7 +217,9 @@ def auto_precision(
     (:func:`check_precision` on :data:`AUTO_CHECK_IMAGES` + as many held-out images, within
     ``tolerance`` points); fp32 is the fallback. fp32 is kept outright when its features are
     all cached already, or when fewer than :data:`AUTO_MIN_IMAGES` images need computing and
-    the reduced precision has none cached (the check would cost more than it saves).
+    the reduced precision has none cached (the check would cost more than it saves), or when
+    fewer than :data:`AUTO_MIN_HELD` images are held out to score it (a validation split that
+    small is not topped up from train).
 
     Args:
         spec: The fp32 spec of the features wanted.
@@ -351,12 +354,21 @@ def _training_paths(paths: Sequence[Path], splits: Sequence[str | None]) -> list
     return [p for p, s in zip(paths, splits, strict=True) if s == "train"] or list(paths)
 
 
-def _sample(splits: list[str | None], labels: list[str], limit: int) -> tuple[list[int], list[int]]:
+def _sample(
+    splits: list[str | None],
+    labels: list[str],
+    limit: int,
+    keys: Sequence[str | None] | None = None,
+) -> tuple[list[int], list[int]]:
+    """The rows that fit and score the check. The rows are first put in the order of ``keys``
+    (content hashes), so the same images draw the same sample in whatever order a run lists
+    them (a neural run lists its carved validation images after the rest of train)."""
     rng = np.random.default_rng(0)
-    train = [i for i, s in enumerate(splits) if s == "train"]
-    held = [i for i, s in enumerate(splits) if s == "val"]
+    order = sorted(range(len(splits)), key=lambda i: (keys[i] or "", labels[i]) if keys else i)
+    train = [i for i in order if splits[i] == "train"]
+    held = [i for i in order if splits[i] == "val"]
     if not train or not held:
-        rows = rng.permutation(train or [i for i, s in enumerate(splits) if s != "test"])
+        rows = rng.permutation(train or [i for i in order if splits[i] != "test"])
         cut = (2 * len(rows)) // 3
         train, held = rows[:cut].tolist(), rows[cut:].tolist()
 
