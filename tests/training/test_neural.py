@@ -19,6 +19,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import graft
+from graft.data.prepare import DataOptions
 from graft.errors import ConfigError, DataError
 from graft.training import Callback, NeuralOptions, train_neural
 from graft.training.neural import plan_phases
@@ -607,12 +608,15 @@ def test_frozen_parts_take_the_guarded_auto_precision_and_keep_it_on_resume(
     assert none["precision"] == "fp32" and none["checks"] == []
 
 
-def test_a_carved_validation_split_is_train_to_the_precision_check(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("per_class", [None, 4])
+def test_the_precision_check_sees_the_splits_the_linear_strategy_sees(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, per_class: int | None
 ) -> None:
     # train/test folders only: the linear strategy's check holds out part of train; the neural
-    # run's must see the same splits (its carved validation images as train), so both choose
-    # the same precision and the safeguard's probe is the linear strategy's
+    # run's must see the same images in the same splits, so both choose the same precision and
+    # the safeguard's probe is the linear strategy's. A carved validation split is train to
+    # the check; with --per-class it comes from the images the cap left out, which the linear
+    # strategy never sees, so the check leaves it out.
     import graft.training.inputs as inputs
 
     root = tmp_path / "data"
@@ -627,7 +631,10 @@ def test_a_carved_validation_split_is_train_to_the_precision_check(
 
     monkeypatch.setattr(inputs, "select_precision", spy)
     options = _options(strategy="head", epochs=1, precision="auto")
-    result = train_neural(root, out=tmp_path / "run", options=options)
+    result = train_neural(
+        root, out=tmp_path / "run", options=options, data_options=DataOptions(per_class=per_class)
+    )
     assert result.report.carved_val > 0  # the run did carve one
     assert seen and sorted(set(seen[0])) == ["test", "train"]
-    assert seen[0].count("train") == 24
+    assert seen[0].count("train") == (24 if per_class is None else 2 * per_class)
+    assert seen[0].count("test") == 6

@@ -145,6 +145,7 @@ def prepare(
     report = validate(images, dedupe=options.dedupe != "none")
     if carving:
         report.carved_val = options.carve_val
+        report.carved_beyond_cap = capped
     if fixed:
         report.fixes = fixed
         report.warnings.append(

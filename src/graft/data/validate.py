@@ -47,6 +47,9 @@ class DataReport:
         fixes: What a ``--fixes`` file changed (dropped, relabelled, unmatched).
         carved_val: The fraction of train carved out as the validation split, when the data
             came with splits but none for validation (0: none carved).
+        carved_beyond_cap: Whether the carved validation images came from the training images
+            that ``--per-class``/``--limit`` left out: the same data without the carve never
+            sees them.
     """
 
     images: LabelledImages
@@ -58,6 +61,28 @@ class DataReport:
     near_duplicates: dict[str, Any] = field(default_factory=dict)
     fixes: dict[str, Any] = field(default_factory=dict)
     carved_val: float = 0.0
+    carved_beyond_cap: bool = False
+
+    def uncarved_splits(self) -> list[str | None]:
+        """Each sample's split in the same data without the carve, as the linear strategy sees
+        it: a carved validation image is train, or ``None`` (not in that data) when it came
+        from beyond a cap.
+
+        Example:
+            >>> images = LabelledImages(
+            ...     [Sample(Path("a.png"), "x", "train"), Sample(Path("b.png"), "x", "val")],
+            ...     source="demo", layout="items")
+            >>> report = DataReport(images, ["h1", "h2"], carved_val=0.1)
+            >>> report.uncarved_splits()
+            ['train', 'train']
+            >>> report.carved_beyond_cap = True
+            >>> report.uncarved_splits()
+            ['train', None]
+        """
+        if not self.carved_val:
+            return [s.split for s in self.images.samples]
+        carved = None if self.carved_beyond_cap else "train"
+        return [carved if s.split == "val" else s.split for s in self.images.samples]
 
     def cleaning(self) -> dict[str, Any]:
         """What was found and dropped beyond unreadable files, for a run's ``config.json``."""

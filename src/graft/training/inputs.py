@@ -243,20 +243,27 @@ class PhaseInputs:
         if self.frozen_precision:
             return str(self.frozen_precision["precision"])
         requested = "fp32" if self.options.precision == "fp32" else self.options.precision
-        samples = self.report.images.samples
-        # a validation split carved from train is train to the check, as it is to the linear
-        # strategy on the same data: both then make the same choice, and the probe the
-        # safeguard compares with is the linear strategy's
-        carved = bool(self.report.carved_val)
-        splits = ["train" if carved and s.split == "val" else s.split for s in samples]
+        # the splits the linear strategy sees on the same data (a carved validation split is
+        # train to it, or not there at all beyond a cap): both runs then make the same choice,
+        # and the probe the safeguard compares with is the linear strategy's
+        kept = [
+            (sample, split, digest)
+            for sample, split, digest in zip(
+                self.report.images.samples,
+                self.report.uncarved_splits(),
+                self.report.hashes,
+                strict=True,
+            )
+            if split is not None
+        ]
         with self.context.main_first():  # rank 0 fills the cache, the others read the same
             _, choice = select_precision(
                 spec,
                 requested,
-                [s.path for s in samples],
-                [s.label for s in samples],
-                splits,
-                self.report.hashes,
+                [sample.path for sample, _, _ in kept],
+                [sample.label for sample, _, _ in kept],
+                [split for _, split, _ in kept],
+                [digest for _, _, digest in kept],
                 engine=self.options.engine,
                 int8=False,
             )
