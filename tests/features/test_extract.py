@@ -71,9 +71,10 @@ def test_spec_changes_are_separate_cache_entries(class_folders: Path) -> None:
         FeatureSpec.create(LITE0, pool="max").key,
         FeatureSpec.create(LITE0, layer="stage3").key,
         FeatureSpec.create(LITE0, image_size=160).key,
+        FeatureSpec.create(LITE0, crop_pct=1.0).key,
         FeatureSpec.create("squeezenet1_1.in1k").key,
     }
-    assert len(keys) == 5
+    assert len(keys) == 6
     small = extract_features(files, FeatureSpec.create(LITE0, image_size=160), engine="torch")
     assert small.features.shape == (4, 1280) and small.computed == 4
 
@@ -113,6 +114,26 @@ def test_bad_options_are_refused() -> None:
         FeatureSpec.create("resnet18")
     with pytest.raises(ConfigError, match=r"image size 8"):
         FeatureSpec.create(LITE0, image_size=8)
+    for crop in (0.0, 1.5):
+        with pytest.raises(ConfigError, match=rf"crop fraction {crop} is outside \(0, 1\]"):
+            FeatureSpec.create(LITE0, crop_pct=crop)
+
+
+def test_a_whole_image_crop_sees_the_border(tmp_path: Path) -> None:
+    # a mark in the outer 4 % of the image: the default centre crop (0.875) cuts it away, so
+    # the features do not move; --crop-pct 1.0 keeps it, so they do
+    from PIL import Image
+
+    plain = Image.new("RGB", (200, 200), (120, 120, 120))
+    marked = plain.copy()
+    marked.paste((255, 0, 0), (0, 0, 200, 8))
+    plain.save(tmp_path / "plain.png")
+    marked.save(tmp_path / "marked.png")
+    files = [tmp_path / "plain.png", tmp_path / "marked.png"]
+    cropped = extract_features(files, FeatureSpec.create(LITE0), engine="torch").features
+    whole = extract_features(files, FeatureSpec.create(LITE0, crop_pct=1.0), engine="torch")
+    assert np.allclose(cropped[0], cropped[1], atol=1e-5)
+    assert np.abs(whole.features[0] - whole.features[1]).max() > 1e-2
 
 
 @pytest.mark.slow

@@ -20,6 +20,11 @@ def extract(
     layer: str = typer.Option("final", help="final, or stage1..stageN."),
     pool: str = typer.Option("avg", help="avg or max."),
     image_size: int | None = typer.Option(None, "--image-size", help="Input side in pixels."),
+    crop_pct: float | None = typer.Option(
+        None,
+        "--crop-pct",
+        help="Fraction of the resized image the centre crop keeps (1.0: the whole image).",
+    ),
     root: Path | None = typer.Option(
         None, help="For a CSV/TSV: the folder its paths are relative to."
     ),
@@ -48,11 +53,20 @@ def extract(
     from graft.training.linear import LinearOptions
 
     if engine == "ray":
+        if crop_pct is not None:
+            from graft.errors import ConfigError
+
+            raise ConfigError("--engine ray keeps the backbone's centre crop; drop --crop-pct")
         _extract_with_ray(data, out, backbone, layer, pool, image_size, root, address, actors)
         return
 
     specs = LinearOptions(
-        backbone=backbone, layer=layer, pool=pool, image_size=image_size, precision=precision
+        backbone=backbone,
+        layer=layer,
+        pool=pool,
+        image_size=image_size,
+        crop_pct=crop_pct,
+        precision=precision,
     ).specs()
     console = Console()
     with extraction_progress(console, "features") as progress:

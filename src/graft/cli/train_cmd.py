@@ -69,6 +69,12 @@ def train(
     layer: str = typer.Option("final", help="linear: final, or stage1..stageN (earlier features)."),
     pool: str = typer.Option("avg", help="linear: avg or max spatial pooling."),
     image_size: int | None = typer.Option(None, "--image-size", help="Input side in pixels."),
+    crop_pct: float | None = typer.Option(
+        None,
+        "--crop-pct",
+        help="Fraction of the resized image the centre crop keeps (default: the backbone's, "
+        "0.875 for most; 1.0 keeps the whole image).",
+    ),
     engine: str = typer.Option(
         "auto", help="auto, torch, onnxruntime or openvino (features and frozen parts)."
     ),
@@ -180,6 +186,7 @@ def train(
         "backbone": backbone,
         "class_weight": class_weight,
         "image_size": image_size,
+        "crop_pct": crop_pct,
         "engine": engine,
         **({"batch_size": batch_size} if batch_size is not None else {}),
     }

@@ -77,6 +77,7 @@ class FeatureSpec:
         layer: str = "final",
         pool: str = "avg",
         image_size: int | None = None,
+        crop_pct: float | None = None,
         precision: str = "fp32",
     ) -> FeatureSpec:
         """Build a spec from user-facing options, validating them.
@@ -102,6 +103,13 @@ class FeatureSpec:
             if not 32 <= image_size <= 1024:
                 raise ConfigError(f"image size {image_size} is outside 32..1024 pixels")
             preprocessing = preprocessing.with_input_size(image_size)
+        if crop_pct is not None:
+            if not 0 < crop_pct <= 1:
+                raise ConfigError(
+                    f"crop fraction {crop_pct} is outside (0, 1]; 1.0 keeps the whole image, "
+                    f"{record.preprocessing.crop_pct} ({record.name}'s) crops its centre"
+                )
+            preprocessing = preprocessing.with_crop_pct(crop_pct)
         return cls(record, preprocessing, layer, pool, precision)
 
     def calibrated(self, files: Sequence[Path], hashes: Sequence[str]) -> FeatureSpec:

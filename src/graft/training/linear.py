@@ -75,6 +75,8 @@ class LinearOptions:
         layer: ``final`` or ``stageN``.
         pool: ``avg`` or ``max``.
         image_size: Input side in pixels, overriding the backbone record's.
+        crop_pct: Fraction of the resized image its centre crop keeps, in (0, 1], overriding
+            the backbone record's (1.0 keeps the whole image, for data whose borders matter).
         engine: ``auto``, ``torch``, ``onnxruntime`` or ``openvino``.
         batch_size: Images per forward pass.
         precision: Feature precision: ``auto`` (the fastest that passes the accuracy check,
@@ -95,6 +97,7 @@ class LinearOptions:
     layer: str = "final"
     pool: str = "avg"
     image_size: int | None = None
+    crop_pct: float | None = None
     engine: str = "auto"
     batch_size: int = ENGINE_BATCH
     precision: str = "auto"
@@ -122,6 +125,7 @@ class LinearOptions:
                 layer=self.layer,
                 pool=self.pool,
                 image_size=self.image_size,
+                crop_pct=self.crop_pct,
                 precision="fp32" if self.precision == "auto" else self.precision,
             )
             for name in names

@@ -77,6 +77,9 @@ class NeuralOptions:
         batch_size: Images per step.
         precision: ``auto`` (bf16 where the hardware has it), ``fp32`` or ``bf16``.
         image_size: Input side in pixels (default: the backbone record's).
+        crop_pct: Fraction of the resized image its centre crop keeps, in (0, 1] (default: the
+            backbone record's, 0.875 for most; 1.0 keeps the whole image, for data whose
+            borders matter).
         engine: Engine for frozen parts: ``auto``, ``torch`` or ``openvino``.
         workers: Data-loading processes (default: as many as cores, at most 4).
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -110,6 +113,7 @@ class NeuralOptions:
     batch_size: int = 32
     precision: str = "auto"
     image_size: int | None = None
+    crop_pct: float | None = None
     engine: str = "auto"
     workers: int | None = None
     device: str | None = None
@@ -154,6 +158,10 @@ class NeuralOptions:
             (
                 self.precision in ("auto", "fp32", "bf16"),
                 f"--precision {self.precision!r} must be auto, fp32 or bf16",
+            ),
+            (
+                self.crop_pct is None or 0 < self.crop_pct <= 1,
+                f"--crop-pct {self.crop_pct} must be in (0, 1] (1.0 keeps the whole image)",
             ),
             (0 <= self.dropout < 1, f"--dropout {self.dropout} must be in [0, 1)"),
             (0 <= self.ema < 1, f"--ema {self.ema} must be in [0, 1) (0 turns it off)"),

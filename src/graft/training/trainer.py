@@ -100,6 +100,8 @@ class Trainer:
         self.preprocessing = self.model.record.preprocessing
         if options.image_size is not None:
             self.preprocessing = self.preprocessing.with_input_size(options.image_size)
+        if options.crop_pct is not None:
+            self.preprocessing = self.preprocessing.with_crop_pct(options.crop_pct)
         self.stages = backbone_stages(self.model.backbone.net)
         needed = 2 * len(self.classes)
         if self.uses_probe and (options.hidden or needed) < needed:

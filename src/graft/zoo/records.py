@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 WeightKind = Literal["embedded", "user", "hub", "random"]
@@ -74,6 +74,17 @@ class Preprocessing:
             channel_order=self.channel_order,
             pixel_range=self.pixel_range,
         )
+
+    def with_crop_pct(self, crop_pct: float) -> Preprocessing:
+        """Return a copy whose centre crop keeps ``crop_pct`` of the resized image (1.0: the
+        whole image, resized to the input size; same size and stats).
+
+        Example:
+            >>> p = Preprocessing(224, "bicubic", 0.875, (0.5,) * 3, (0.5,) * 3)
+            >>> p.with_crop_pct(1.0).crop_pct, p.with_crop_pct(1.0).input_size
+            (1.0, 224)
+        """
+        return replace(self, crop_pct=crop_pct)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
