@@ -23,6 +23,7 @@ from graft.data.prepare import DataOptions
 from graft.errors import ConfigError, DataError
 from graft.training import Callback, NeuralOptions, train_neural
 from graft.training.neural import plan_phases
+from spies import record_precision
 from synthetic import write_class_folders
 
 #: Small and quick: torch for frozen parts (no conversion), no worker processes; the probe
@@ -581,14 +582,8 @@ def test_frozen_parts_take_the_guarded_auto_precision_and_keep_it_on_resume(
 
     monkeypatch.setattr(precision, "AUTO_MIN_IMAGES", 0)
     monkeypatch.setattr(precision, "AUTO_MIN_HELD", 0)
-    built: list[str] = []  # the precision each frozen-part engine is built with
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        built.append(kwargs["precision"])
-        return frozen_runner(*args, **kwargs)
-
-    frozen_runner = inputs.frozen_runner
-    monkeypatch.setattr(inputs, "frozen_runner", spy)
+    # the precision each frozen-part engine is built with
+    built = record_precision(monkeypatch, inputs, "frozen_runner")
     options = NeuralOptions(strategy="head", epochs=1, augment="light", workers=0, batch_size=4)
     train_neural(split_folders, out=tmp_path / "auto", options=options)
     chosen = json.loads((tmp_path / "auto" / "config.json").read_text())["frozen_precision"]

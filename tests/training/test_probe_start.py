@@ -19,6 +19,7 @@ from graft.heads import fit_head
 from graft.models.transfer import HeadConfig, NeuralHead
 from graft.training import Callback, NeuralOptions, train_neural
 from graft.training.probe import probe_layer, start_from_probe
+from spies import record_precision
 from synthetic import write_class_folders
 
 #: torch for the frozen parts, in fp32, on both sides: the probe and the network then see the
@@ -282,14 +283,7 @@ def test_a_kept_probe_predicts_what_the_linear_probe_predicts_at_bf16(
 
     if not engine_base.bf16_native("torch"):
         pytest.skip("this CPU computes no bf16 natively")
-    built: list[str] = []
-    create = predictor.create_engine
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        built.append(kwargs["precision"])
-        return create(*args, **kwargs)
-
-    monkeypatch.setattr(predictor, "create_engine", spy)
+    built = record_precision(monkeypatch, predictor, "create_engine")
     bf16 = {**SAME_FEATURES, "precision": "bf16"}
     options = NeuralOptions(
         strategy="finetune", epochs=2, lr=50.0, backbone_lr=10, augment="none", **bf16
