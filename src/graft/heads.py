@@ -46,9 +46,14 @@ HEADS: tuple[HeadKind, ...] = ("logreg", "svm", "knn", "centroid")
 C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 10))
 K_GRID = (1, 3, 5, 7, 9, 15, 21)
 #: Below this many images in the rarest class, the logistic regression's CV is repeated
-#: ``SMALL_REPEATS`` times with other shuffles (bench/fewshot.py measures the choice).
+#: ``SMALL_REPEATS`` times with other shuffles and searches C only up to ``SMALL_C_MAX``
+#: (bench/fewshot.py measures both choices).
 SMALL_CLASS = 20
 SMALL_REPEATS = 3
+#: A handful of images per class are separable in 1,000+ dimensions, and folds of a few
+#: images cannot tell the weakly regularised end of the path from the rest: a few-shot probe
+#: searches C up to here (the grid's 0.215 and below).
+SMALL_C_MAX = 0.25
 
 
 @dataclass
@@ -314,17 +319,19 @@ def _fit_logreg(
         # is noise; repeating the CV with other shuffles steadies it (at little cost: the fits
         # are tiny).
         images = np.arange(len(y)) if groups is None else groups
-        repeats = SMALL_REPEATS if _rarest(y, images) < SMALL_CLASS else 1
+        small = _rarest(y, images) < SMALL_CLASS
+        repeats = SMALL_REPEATS if small else 1
+        grid = tuple(c for c in C_GRID if c <= SMALL_C_MAX) if small else C_GRID
         splits = cv_splits(y, folds, repeats, seed, groups)
         # A looser tolerance is enough to rank C values (same choice, twice as fast here); the
         # final model is fitted at the default tolerance.
-        estimators = [model(C_GRID[0], tol=1e-3) for _ in splits]
+        estimators = [model(grid[0], tol=1e-3) for _ in splits]
         labels = np.arange(len(head.classes))
         losses: list[np.ndarray] = []  # per C: the log loss of every held-out fold
         # Walk the path from strong to weak regularisation, warm-starting each fold's model (as
         # LogisticRegressionCV does), and stop once the CV loss has risen twice in a row: the
         # weakly regularised end is the slowest to fit and rarely the best.
-        for c in C_GRID:
+        for c in grid:
             fold_losses = []
             for estimator, (train, held) in zip(estimators, splits, strict=True):
                 estimator.set_params(C=c).fit(x[train], y[train])
@@ -335,14 +342,16 @@ def _fit_logreg(
             means = [float(fold.mean()) for fold in losses]
             if len(means) - 1 - int(np.argmin(means)) >= 2:
                 break
-        best = C_GRID[one_standard_error(losses)]
+        best = grid[one_standard_error(losses)]
         cv = f"{folds}-fold CV" + (f" x {repeats}" if repeats > 1 else "")
         if groups is not None:
             cv += " (an image's views in one fold)"
+        if small:
+            cv += f", C up to {SMALL_C_MAX} (fewer than {SMALL_CLASS} images in a class),"
         head.params.update(
             C=best,
             selection=(
-                f"{cv} log loss, {len(losses)} of {len(C_GRID)} values tried, "
+                f"{cv} log loss, {len(losses)} of {len(grid)} values tried, "
                 "the strongest regularisation within one standard error of the best"
             ),
         )
