@@ -153,6 +153,46 @@ def test_a_check_on_a_handful_of_held_out_images_is_refused() -> None:
         check_precision(paths, labels, splits, [None] * 120, spec, min_held=50)
 
 
+def test_the_check_scores_one_fp32_probe_on_both_features_of_the_same_images(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The injected fault: a "precision" whose features carry the same information in other
+    # dimensions. A probe fitted on them scores as well as the fp32 one, so a check that
+    # fitted one probe per precision would pass it; the probe fitted on fp32 features, scored
+    # on the same images' reduced features, sees its predictions change.
+    import graft.features.precision as precision
+    from graft.features.extract import ExtractionResult
+
+    rng = np.random.default_rng(0)
+    labels = ["a", "b"] * 90
+    centres = {"a": rng.normal(0, 1, 32), "b": rng.normal(0, 1, 32)}
+    fp32 = np.stack([centres[label] + rng.normal(0, 0.8, 32) for label in labels])
+    paths = [Path(f"{i}.png") for i in range(len(labels))]
+    position = {p: i for i, p in enumerate(paths)}
+    fault = {"reduced": lambda rows: rows[:, ::-1]}  # the same numbers, in other dimensions
+
+    def features(chosen: list[Path], spec: FeatureSpec, **kwargs: object) -> ExtractionResult:
+        rows = fp32[[position[p] for p in chosen]]
+        if spec.precision != "fp32":
+            rows = fault["reduced"](rows)
+        return ExtractionResult(rows.astype(np.float32), np.ones(len(rows), bool), [], 0, 0)
+
+    monkeypatch.setattr(precision, "extract_features", features)
+    splits: list[str | None] = ["train"] * 120 + ["val"] * 60
+    hashes: list[str | None] = [f"h{i}" for i in range(180)]
+    spec = FeatureSpec.create(LITE0, precision="bf16")
+    moved = check_precision(paths, labels, splits, hashes, spec)
+    assert moved.accuracy_fp32 > 0.9 and moved.drop > 20
+    assert moved.agreement is not None and moved.agreement < 0.8
+    with pytest.raises(ConfigError, match="exceeds the tolerance"):
+        enforce(moved)
+    # features within rounding of the fp32 ones: the same predictions, no drop
+    fault["reduced"] = lambda rows: rows + rng.normal(0, 1e-6, rows.shape)
+    same = check_precision(paths, labels, splits, hashes, spec)
+    assert same.agreement == 1.0 and same.drop == 0.0
+    assert "same prediction on 100.0%" in same.summary()
+
+
 def test_enforce_refuses_a_large_drop_unless_forced() -> None:
     check = PrecisionCheck("int8", 0.95, 0.7, 0.99, 0.95, 200)
     with pytest.raises(ConfigError, match=r"a drop of 4.00 points exceeds the tolerance of 1"):
