@@ -603,15 +603,16 @@ def test_frozen_parts_take_the_guarded_auto_precision_and_keep_it_on_resume(
     assert none["precision"] == "fp32" and none["checks"] == []
 
 
-@pytest.mark.parametrize("per_class", [None, 4])
+@pytest.mark.parametrize("per_class", [None, 4, 12])
 def test_the_precision_check_sees_the_splits_the_linear_strategy_sees(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, per_class: int | None
 ) -> None:
     # train/test folders only: the linear strategy's check holds out part of train; the neural
     # run's must see the same images in the same splits, so both choose the same precision and
     # the safeguard's probe is the linear strategy's. A carved validation split is train to
-    # the check; with --per-class it comes from the images the cap left out, which the linear
-    # strategy never sees, so the check leaves it out.
+    # the check; with --per-class 4 it comes from the images the cap left out, which the linear
+    # strategy never sees, so the check leaves it out; a cap of 12 leaves nothing out, the
+    # split is carved from train, and is train to the check again.
     import graft.training.inputs as inputs
 
     root = tmp_path / "data"
@@ -631,5 +632,7 @@ def test_the_precision_check_sees_the_splits_the_linear_strategy_sees(
     )
     assert result.report.carved_val > 0  # the run did carve one
     assert seen and sorted(set(seen[0])) == ["test", "train"]
-    assert seen[0].count("train") == (24 if per_class is None else 2 * per_class)
+    assert seen[0].count("train") == (8 if per_class == 4 else 24)
     assert seen[0].count("test") == 6
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data"]["val_carved_beyond_cap"] is (per_class == 4)

@@ -130,8 +130,9 @@ def prepare(
     if options.fixes is not None:  # after the split: every image keeps the split it had
         images, fixed = apply_fixes(images, read_fixes(options.fixes))
         fixed = {"file": str(options.fixes), **fixed}
+    beyond_cap = False
     if carving and capped:  # the capped training images stay those of an uncarved run
-        images = subset_then_carve(
+        images, beyond_cap = subset_then_carve(
             images,
             per_class=options.per_class,
             limit=options.limit,
@@ -145,7 +146,7 @@ def prepare(
     report = validate(images, dedupe=options.dedupe != "none")
     if carving:
         report.carved_val = options.carve_val
-        report.carved_beyond_cap = capped
+        report.carved_beyond_cap = beyond_cap
     if fixed:
         report.fixes = fixed
         report.warnings.append(

@@ -139,13 +139,17 @@ def subset_then_carve(
     limit: int | None,
     carve: float,
     seed: int = 0,
-) -> LabelledImages:
+) -> tuple[LabelledImages, bool]:
     """:func:`subset_train`, then a validation split of ``carve`` x the training split's size
     taken from the training images the subset left out (stratified).
 
     The training subset is then the one :func:`subset_train` alone keeps (the linear strategy's,
     for instance), so capped runs with and without a carved validation split train on the same
     images. With no images left out, the validation split is carved first, as without a cap.
+
+    Returns:
+        The images, and whether the validation split came from the images the cap left out
+        (``False``: it was carved from the training split first, as without a cap).
     """
     train = [s for s in images.samples if s.split == "train"]
     rest = [s for s in images.samples if s.split != "train"]
@@ -155,14 +159,17 @@ def subset_then_carve(
     wanted = round(len(train) * carve)
     if not leftover or not wanted:
         carved = images.with_samples(_stratified(train, val=carve, test=0.0, seed=seed) + rest)
-        return subset_train(carved, per_class=per_class, limit=limit, seed=seed)
+        return subset_train(carved, per_class=per_class, limit=limit, seed=seed), False
     fraction = min(0.999, wanted / len(leftover))
     val = [s for s in _stratified(leftover, val=fraction, test=0.0, seed=seed) if s.split == "val"]
-    return subset.with_samples(
-        sorted(
-            subset.samples + val,
-            key=lambda s: (SPLITS.index(s.split or "train"), s.label, str(s.path)),
-        )
+    return (
+        subset.with_samples(
+            sorted(
+                subset.samples + val,
+                key=lambda s: (SPLITS.index(s.split or "train"), s.label, str(s.path)),
+            )
+        ),
+        True,
     )
 
 

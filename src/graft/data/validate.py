@@ -90,7 +90,14 @@ class DataReport:
             "near_duplicates_across_splits": self.near_duplicates,
             "dropped": [str(sample.path) for sample in self.dropped],
             **({"fixes": self.fixes} if self.fixes else {}),
-            **({"val_carved_from_train": self.carved_val} if self.carved_val else {}),
+            **(
+                {
+                    "val_carved_from_train": self.carved_val,
+                    "val_carved_beyond_cap": self.carved_beyond_cap,
+                }
+                if self.carved_val
+                else {}
+            ),
         }
 
     def fingerprint(self) -> str:

@@ -306,7 +306,7 @@ def train_auto(
     }
     carved = {"val_carved_from_train": report.carved_val} if report.carved_val else {}
     chosen_dir = best.run_dir
-    if best.strategy == "linear" and report.carved_val and not data_options.capped:
+    if best.strategy == "linear" and report.carved_val and not report.carved_beyond_cap:
         # chosen on held-out images, the probe then learns from them too (as the LP-FT rungs'
         # kept probes do, and as the linear strategy fits on all of train)
         say(best.name, "refitting on train and the carved validation split")

@@ -99,12 +99,13 @@ def finish_run(trainer: Trainer, *, parameters_identical: bool = True) -> dict[s
         trainer.model.load_state_dict(
             torch.load(best, map_location="cpu", weights_only=True)["model"]
         )
-    # a kept probe learns from the carved validation images too, unless the training
-    # images were capped (--per-class, --limit): then it keeps the images it was given
+    # a kept probe learns from the carved validation images too, as the linear strategy fits
+    # on all of train, unless they came from the images a cap (--per-class, --limit) left out:
+    # then it keeps the images it was given
     refit = (
         trainer.best.get("epoch") == 0
         and bool(trainer.report.carved_val)
-        and not trainer.data_options.capped
+        and not trainer.report.carved_beyond_cap
     )
     if refit:
         refit_probe(trainer)

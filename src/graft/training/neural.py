@@ -110,7 +110,10 @@ def train_neural(
         report.fixes = stored.get("fixes", {})
         report.dropped = [Sample(Path(path), "") for path in stored.get("dropped", [])]
         report.carved_val = float(stored.get("val_carved_from_train", 0.0))
-        report.carved_beyond_cap = bool(report.carved_val) and data_options.capped
+        # a run written before the flag was recorded: capped runs carved beyond their cap
+        report.carved_beyond_cap = bool(
+            stored.get("val_carved_beyond_cap", bool(report.carved_val) and data_options.capped)
+        )
     else:
         options = options or NeuralOptions()
         data_options = data_options or DataOptions()
