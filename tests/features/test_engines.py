@@ -191,6 +191,16 @@ def test_the_check_scores_one_fp32_probe_on_both_features_of_the_same_images(
     same = check_precision(paths, labels, splits, hashes, spec)
     assert same.agreement == 1.0 and same.drop == 0.0
     assert "same prediction on 100.0%" in same.summary()
+    # held-out images that all fail to decode: no figure at all, said so (not a silent pass)
+    held = set(paths[120:])
+
+    def unreadable(chosen: list[Path], spec: FeatureSpec, **kwargs: object) -> ExtractionResult:
+        rows = fp32[[position[p] for p in chosen]].astype(np.float32)
+        return ExtractionResult(rows, np.array([p not in held for p in chosen]), [], 0, 0)
+
+    monkeypatch.setattr(precision, "extract_features", unreadable)
+    with pytest.raises(ConfigError, match=r"readable held-out ones \(\d+ and 0 of the sample"):
+        check_precision(paths, labels, splits, hashes, spec)
 
 
 def test_enforce_refuses_a_large_drop_unless_forced() -> None:

@@ -10,8 +10,10 @@ share of held-out images whose prediction is unchanged, and both accuracies. If 
 drops by more than the tolerance (default 1 point) the run stops with a one-line error, unless
 forced. (Two probes, each fitted on its own features, differ by more than the precision does:
 their fits amplify last-bit differences, by 2-3 points either way on ELPV's 200 held-out
-cells, so the guard refused or passed bf16 by chance.) Both sets of features land in the
-cache, so the check costs no extra forward pass later.
+cells, so the guard refused or passed bf16 by chance.) The run then fits its own head on the
+reduced features, so a shift a refit would absorb (an int8 offset, say) is refused here: the
+guard errs toward fp32. Both sets of features land in the cache, so the check costs no extra
+forward pass later.
 
 Example:
     >>> check = PrecisionCheck("int8", 0.994, 0.92, 0.993, 0.991, 400)
@@ -134,6 +136,11 @@ def check_precision(
     fit_rows = [position[i] for i in fit if ok[position[i]]]
     score_rows = [position[i] for i in score if ok[position[i]]]
     y = np.array([labels[i] for i in rows])
+    if len(set(y[fit_rows])) < 2 or not score_rows:
+        raise ConfigError(
+            "the precision check needs two classes of readable training images and readable "
+            f"held-out ones ({len(fit_rows)} and {len(score_rows)} of the sample decoded)"
+        )
     a, b = reference.features[ok], reduced.features[ok]
     cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
     probe = _probe(reference.features[fit_rows], y[fit_rows])
@@ -401,6 +408,4 @@ def _probe(features: np.ndarray, labels: np.ndarray) -> Any:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(
-        features, labels
-    )
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(features, labels)
