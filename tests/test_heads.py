@@ -210,6 +210,8 @@ def test_tiny_classes_fall_back_without_cross_validation() -> None:
     x = np.array([[0.0, 1.0], [1.0, 0.0], [0.1, 0.9]])
     head = fit_head("logreg", x, np.array(["a", "b", "a"]))
     assert "no CV" in head.params["selection"]
+    # the few-shot search's weakest regularisation, as a 2-image class would get at most
+    assert head.params["C"] == max(c for c in C_GRID if c <= SMALL_C_MAX)
 
 
 def test_unknown_head_and_bad_labels() -> None:

@@ -355,9 +355,11 @@ def _fit_logreg(
                 "the strongest regularisation within one standard error of the best"
             ),
         )
-    else:
-        best = 1.0
-        head.params.update(C=best, selection="default (a class has fewer than 2 images: no CV)")
+    else:  # a single image in a class: the few-shot search's weakest regularisation
+        best = max(c for c in C_GRID if c <= SMALL_C_MAX)
+        head.params.update(
+            C=best, selection="the few-shot default (a class has fewer than 2 images: no CV)"
+        )
     final = model(best).fit(x, y)
     head.arrays["coef"] = final.coef_
     head.arrays["intercept"] = final.intercept_
