@@ -114,8 +114,8 @@ def test_bad_options_are_refused() -> None:
         FeatureSpec.create("resnet18")
     with pytest.raises(ConfigError, match=r"image size 8"):
         FeatureSpec.create(LITE0, image_size=8)
-    for crop in (0.0, 1.5):
-        with pytest.raises(ConfigError, match=rf"crop fraction {crop} is outside \(0, 1\]"):
+    for crop in (0.1, 1.5):
+        with pytest.raises(ConfigError, match=rf"--crop-pct {crop} must be in \[0.25, 1\]"):
             FeatureSpec.create(LITE0, crop_pct=crop)
 
 

@@ -1,5 +1,5 @@
-"""``crop_pct``: the centre crop a run trains with travels with the run (predict, serve and
-export read the run's preprocessing, not the backbone's)."""
+"""``crop_pct``: the centre crop a run trains with travels with the run (a loaded run predicts
+with the run's preprocessing, not the backbone's)."""
 
 from __future__ import annotations
 
@@ -45,10 +45,17 @@ def test_a_whole_image_run_predicts_on_the_whole_image(
     again = np.array([[p.probabilities[c] for c in predictor.classes] for p in predictions])
     # the run's own figures are the loaded predictor's: it crops as the run did
     assert np.abs(again - recorded).max() < 1e-4
+    if strategy == "linear":  # and the crop changed what the model saw
+        default = tmp_path / "default-crop"
+        train_linear(
+            split_folders, out=default, options=LinearOptions(engine="torch", precision="fp32")
+        )
+        _, cropped = _recorded(default, predictor.classes)
+        assert np.abs(cropped - recorded).max() > 1e-3
 
 
-def test_a_crop_outside_the_unit_interval_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"--crop-pct 0.0 must be in \(0, 1\]"):
-        NeuralOptions(crop_pct=0.0).validate()
-    with pytest.raises(ConfigError, match=r"crop fraction 2.0 is outside \(0, 1\]"):
+def test_a_crop_outside_its_range_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"--crop-pct 0.1 must be in \[0.25, 1\]"):
+        NeuralOptions(crop_pct=0.1).validate()
+    with pytest.raises(ConfigError, match=r"--crop-pct 2.0 must be in \[0.25, 1\]"):
         LinearOptions(crop_pct=2.0).specs()

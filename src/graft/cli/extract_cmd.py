@@ -23,7 +23,7 @@ def extract(
     crop_pct: float | None = typer.Option(
         None,
         "--crop-pct",
-        help="Fraction of the resized image the centre crop keeps (1.0: the whole image).",
+        help="Fraction of the resized image the centre crop keeps (1.0: no centre crop).",
     ),
     root: Path | None = typer.Option(
         None, help="For a CSV/TSV: the folder its paths are relative to."
@@ -53,11 +53,9 @@ def extract(
     from graft.training.linear import LinearOptions
 
     if engine == "ray":
-        if crop_pct is not None:
-            from graft.errors import ConfigError
-
-            raise ConfigError("--engine ray keeps the backbone's centre crop; drop --crop-pct")
-        _extract_with_ray(data, out, backbone, layer, pool, image_size, root, address, actors)
+        _extract_with_ray(
+            data, out, backbone, layer, pool, image_size, crop_pct, root, address, actors
+        )
         return
 
     specs = LinearOptions(
@@ -108,6 +106,7 @@ def _extract_with_ray(
     layer: str,
     pool: str,
     image_size: int | None,
+    crop_pct: float | None,
     root: Path | None,
     address: str | None,
     actors: int,
@@ -124,6 +123,7 @@ def _extract_with_ray(
         layer=layer,
         pool=pool,
         image_size=image_size,
+        crop_pct=crop_pct,
         root=root,
         address=address,
         actors=actors,

@@ -73,7 +73,7 @@ def train(
         None,
         "--crop-pct",
         help="Fraction of the resized image the centre crop keeps (default: the backbone's, "
-        "0.875 for most; 1.0 keeps the whole image).",
+        "0.875 for most; 1.0: no centre crop).",
     ),
     engine: str = typer.Option(
         "auto", help="auto, torch, onnxruntime or openvino (features and frozen parts)."

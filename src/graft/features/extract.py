@@ -28,7 +28,7 @@ from graft.errors import ConfigError, DataError
 from graft.features.cache import FeatureCache, default_cache_path
 from graft.features.layers import POOLINGS, Pooling, feature_module
 from graft.tta import view_pixels
-from graft.zoo.records import BackboneRecord, Preprocessing
+from graft.zoo.records import BackboneRecord, Preprocessing, crop_pct_problem
 from graft.zoo.registry import get_backbone
 
 if TYPE_CHECKING:
@@ -104,11 +104,9 @@ class FeatureSpec:
                 raise ConfigError(f"image size {image_size} is outside 32..1024 pixels")
             preprocessing = preprocessing.with_input_size(image_size)
         if crop_pct is not None:
-            if not 0 < crop_pct <= 1:
-                raise ConfigError(
-                    f"crop fraction {crop_pct} is outside (0, 1]; 1.0 keeps the whole image, "
-                    f"{record.preprocessing.crop_pct} ({record.name}'s) crops its centre"
-                )
+            problem = crop_pct_problem(crop_pct)
+            if problem:
+                raise ConfigError(problem)
             preprocessing = preprocessing.with_crop_pct(crop_pct)
         return cls(record, preprocessing, layer, pool, precision)
 

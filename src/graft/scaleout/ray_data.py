@@ -167,6 +167,7 @@ def extract_with_ray(
     layer: str = "final",
     pool: str = "avg",
     image_size: int | None = None,
+    crop_pct: float | None = None,
     root: Path | None = None,
     address: str | None = None,
     num_cpus: int | None = None,
@@ -184,7 +185,11 @@ def extract_with_ray(
     """
 
     spec = FeatureSpec.create(
-        backbone or DEFAULT_BACKBONE, layer=layer, pool=pool, image_size=image_size
+        backbone or DEFAULT_BACKBONE,
+        layer=layer,
+        pool=pool,
+        image_size=image_size,
+        crop_pct=crop_pct,
     )
     images = read_labelled(data, root=root)
     items = [

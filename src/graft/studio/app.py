@@ -77,6 +77,7 @@ TRAIN_OPTIONS = (
     "epochs",
     "freeze_epochs",
     "image_size",
+    "crop_pct",
     "head",
     "lr",
     "augment",

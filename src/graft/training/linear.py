@@ -75,8 +75,9 @@ class LinearOptions:
         layer: ``final`` or ``stageN``.
         pool: ``avg`` or ``max``.
         image_size: Input side in pixels, overriding the backbone record's.
-        crop_pct: Fraction of the resized image its centre crop keeps, in (0, 1], overriding
-            the backbone record's (1.0 keeps the whole image, for data whose borders matter).
+        crop_pct: Fraction of the resized image its centre crop keeps, in [0.25, 1],
+            overriding the backbone record's (1.0: no centre crop, for data whose borders
+            matter).
         engine: ``auto``, ``torch``, ``onnxruntime`` or ``openvino``.
         batch_size: Images per forward pass.
         precision: Feature precision: ``auto`` (the fastest that passes the accuracy check,

@@ -23,6 +23,7 @@ from graft.training.loop import Phase
 from graft.training.probe import HEAD_INITS
 from graft.training.stages import Stage, resolve_unfreeze
 from graft.tta import TTA_MODES
+from graft.zoo.records import crop_pct_problem
 from graft.zoo.registry import DEFAULT_BACKBONE
 
 NEURAL_STRATEGIES = ("head", "finetune", "scratch")
@@ -77,8 +78,8 @@ class NeuralOptions:
         batch_size: Images per step.
         precision: ``auto`` (bf16 where the hardware has it), ``fp32`` or ``bf16``.
         image_size: Input side in pixels (default: the backbone record's).
-        crop_pct: Fraction of the resized image its centre crop keeps, in (0, 1] (default: the
-            backbone record's, 0.875 for most; 1.0 keeps the whole image, for data whose
+        crop_pct: Fraction of the resized image its centre crop keeps, in [0.25, 1] (default:
+            the backbone record's, 0.875 for most; 1.0: no centre crop, for data whose
             borders matter).
         engine: Engine for frozen parts: ``auto``, ``torch`` or ``openvino``.
         workers: Data-loading processes (default: as many as cores, at most 4).
@@ -160,8 +161,8 @@ class NeuralOptions:
                 f"--precision {self.precision!r} must be auto, fp32 or bf16",
             ),
             (
-                self.crop_pct is None or 0 < self.crop_pct <= 1,
-                f"--crop-pct {self.crop_pct} must be in (0, 1] (1.0 keeps the whole image)",
+                self.crop_pct is None or crop_pct_problem(self.crop_pct) is None,
+                crop_pct_problem(self.crop_pct or 1.0) or "",
             ),
             (0 <= self.dropout < 1, f"--dropout {self.dropout} must be in [0, 1)"),
             (0 <= self.ema < 1, f"--ema {self.ema} must be in [0, 1) (0 turns it off)"),

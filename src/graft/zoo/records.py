@@ -76,8 +76,9 @@ class Preprocessing:
         )
 
     def with_crop_pct(self, crop_pct: float) -> Preprocessing:
-        """Return a copy whose centre crop keeps ``crop_pct`` of the resized image (1.0: the
-        whole image, resized to the input size; same size and stats).
+        """Return a copy whose centre crop keeps ``crop_pct`` of the resized image (1.0: no
+        centre crop; a square image is kept whole, a longer side still loses its ends; same
+        size and stats).
 
         Example:
             >>> p = Preprocessing(224, "bicubic", 0.875, (0.5,) * 3, (0.5,) * 3)
@@ -177,3 +178,24 @@ class BackboneRecord:
     def has_head(self) -> bool:
         """Whether the weights include a classifier (``graft classify`` needs one)."""
         return self.num_classes > 0
+
+
+#: The centre-crop fractions graft accepts: below a quarter the resize before the crop grows
+#: past 4x the input size for little reason.
+CROP_PCT_RANGE = (0.25, 1.0)
+
+
+def crop_pct_problem(crop_pct: float) -> str | None:
+    """What is wrong with a ``--crop-pct`` value, or ``None``.
+
+    Example:
+        >>> crop_pct_problem(1.0) is None, crop_pct_problem(0.1)[:25]
+        (True, '--crop-pct 0.1 must be in')
+    """
+    low, high = CROP_PCT_RANGE
+    if low <= crop_pct <= high:
+        return None
+    return (
+        f"--crop-pct {crop_pct} must be in [{low:g}, {high:g}] (1.0: no centre crop; the "
+        "backbone's own is 0.875 for most)"
+    )

@@ -212,6 +212,7 @@ $("train-form").addEventListener("submit", async (event) => {
   if (number("epochs") !== undefined) options.epochs = number("epochs");
   if (number("freeze-epochs") !== undefined) options.freeze_epochs = number("freeze-epochs");
   if (number("image-size") !== undefined) options.image_size = number("image-size");
+  if (number("crop-pct") !== undefined) options.crop_pct = number("crop-pct");
   state.curve = [];
   drawCurve();
   $("epochs-log").replaceChildren();
