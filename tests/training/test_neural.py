@@ -614,25 +614,37 @@ def test_the_precision_check_sees_the_splits_the_linear_strategy_sees(
     # strategy never sees, so the check leaves it out; a cap of 12 leaves nothing out, the
     # split is carved from train, and is train to the check again.
     import graft.training.inputs as inputs
+    import graft.training.linear as linear
+    from graft.training import LinearOptions, train_linear
 
     root = tmp_path / "data"
     write_class_folders(root / "train", 12)
     write_class_folders(root / "test", 3, start=100)
-    seen: list[list[str | None]] = []
-    select = inputs.select_precision
+    seen: dict[str, list[tuple[str, str | None]]] = {}
 
-    def spy(spec: Any, requested: str, paths: Any, labels: Any, splits: Any, *a: Any, **k: Any):
-        seen.append(list(splits))
-        return select(spec, requested, paths, labels, splits, *a, **k)
+    def spy(module: Any, name: str) -> None:
+        select = module.select_precision
 
-    monkeypatch.setattr(inputs, "select_precision", spy)
+        def recorded(
+            spec: Any, requested: str, paths: Any, labels: Any, splits: Any, *a: Any, **k: Any
+        ) -> Any:
+            seen[name] = sorted(zip([str(p) for p in paths], splits, strict=True))
+            return select(spec, requested, paths, labels, splits, *a, **k)
+
+        monkeypatch.setattr(module, "select_precision", recorded)
+
+    spy(inputs, "neural")
+    spy(linear, "linear")
+    data = DataOptions(per_class=per_class)
     options = _options(strategy="head", epochs=1, precision="auto")
-    result = train_neural(
-        root, out=tmp_path / "run", options=options, data_options=DataOptions(per_class=per_class)
+    result = train_neural(root, out=tmp_path / "run", options=options, data_options=data)
+    train_linear(
+        root, out=tmp_path / "linear", data_options=data, options=LinearOptions(engine="torch")
     )
     assert result.report.carved_val > 0  # the run did carve one
-    assert seen and sorted(set(seen[0])) == ["test", "train"]
-    assert seen[0].count("train") == (8 if per_class == 4 else 24)
-    assert seen[0].count("test") == 6
+    splits = [split for _, split in seen["neural"]]
+    assert splits.count("train") == (8 if per_class == 4 else 24) and splits.count("test") == 6
+    # the same images in the same splits as the linear strategy's check
+    assert seen["neural"] == seen["linear"]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["data"]["val_carved_beyond_cap"] is (per_class == 4)
