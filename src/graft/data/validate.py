@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,26 +63,36 @@ class DataReport:
     carved_val: float = 0.0
     carved_beyond_cap: bool = False
 
-    def uncarved_splits(self) -> list[str | None]:
-        """Each sample's split in the same data without the carve, as the linear strategy sees
-        it: a carved validation image is train, or ``None`` (not in that data) when it came
-        from beyond a cap.
+    def uncarved(self) -> tuple[list[Path], list[str], list[str | None], list[str]]:
+        """The paths, labels, splits and content hashes of the same data without the carve,
+        as the linear strategy sees it: a carved validation image is train, or left out when
+        it came from beyond a cap.
 
         Example:
             >>> images = LabelledImages(
             ...     [Sample(Path("a.png"), "x", "train"), Sample(Path("b.png"), "x", "val")],
             ...     source="demo", layout="items")
             >>> report = DataReport(images, ["h1", "h2"], carved_val=0.1)
-            >>> report.uncarved_splits()
+            >>> report.uncarved()[2]
             ['train', 'train']
             >>> report.carved_beyond_cap = True
-            >>> report.uncarved_splits()
-            ['train', None]
+            >>> report.uncarved()[2]
+            ['train']
         """
-        if not self.carved_val:
-            return [s.split for s in self.images.samples]
-        carved = None if self.carved_beyond_cap else "train"
-        return [carved if s.split == "val" else s.split for s in self.images.samples]
+        rows = list(zip(self.images.samples, self.hashes, strict=True))
+        if self.carved_val and self.carved_beyond_cap:
+            rows = [(sample, digest) for sample, digest in rows if sample.split != "val"]
+        elif self.carved_val:
+            rows = [
+                (replace(sample, split="train") if sample.split == "val" else sample, digest)
+                for sample, digest in rows
+            ]
+        return (
+            [sample.path for sample, _ in rows],
+            [sample.label for sample, _ in rows],
+            [sample.split for sample, _ in rows],
+            [digest for _, digest in rows],
+        )
 
     def cleaning(self) -> dict[str, Any]:
         """What was found and dropped beyond unreadable files, for a run's ``config.json``."""

@@ -243,27 +243,18 @@ class PhaseInputs:
         if self.frozen_precision:
             return str(self.frozen_precision["precision"])
         requested = "fp32" if self.options.precision == "fp32" else self.options.precision
-        # the splits the linear strategy sees on the same data (a carved validation split is
-        # train to it, or not there at all beyond a cap): both runs then make the same choice,
-        # and the probe the safeguard compares with is the linear strategy's
-        kept = [
-            (sample, split, digest)
-            for sample, split, digest in zip(
-                self.report.images.samples,
-                self.report.uncarved_splits(),
-                self.report.hashes,
-                strict=True,
-            )
-            if split is not None
-        ]
+        # the images and splits the linear strategy sees on the same data (a carved validation
+        # split is train to it, or not there at all beyond a cap): both runs then make the same
+        # choice, and the probe the safeguard compares with is the linear strategy's
+        paths, labels, splits, hashes = self.report.uncarved()
         with self.context.main_first():  # rank 0 fills the cache, the others read the same
             _, choice = select_precision(
                 spec,
                 requested,
-                [sample.path for sample, _, _ in kept],
-                [sample.label for sample, _, _ in kept],
-                [split for _, split, _ in kept],
-                [digest for _, _, digest in kept],
+                paths,
+                labels,
+                splits,
+                hashes,
                 engine=self.options.engine,
                 int8=False,
             )

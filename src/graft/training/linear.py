@@ -265,16 +265,16 @@ def _guard(
 ) -> tuple[list[FeatureSpec], list[PrecisionChoice]]:
     """Choose (``auto``) or calibrate and check each spec's precision against fp32."""
 
-    samples = report.images.samples
+    paths, labels, splits, hashes = report.uncarved()
     resolved, choices = [], []
     for spec in specs:
         spec, choice = select_precision(
             spec,
             options.precision,
-            [s.path for s in samples],
-            [s.label for s in samples],
-            [s.split for s in samples],
-            report.hashes,
+            paths,
+            labels,
+            splits,
+            hashes,
             engine=options.engine,
             batch_size=options.batch_size,
             tolerance=options.precision_tolerance,
