@@ -112,7 +112,7 @@ def test_bad_options_are_refused() -> None:
         FeatureSpec.create(LITE0, pool="median")
     with pytest.raises(ConfigError, match=r"random weights only"):
         FeatureSpec.create("resnet18")
-    with pytest.raises(ConfigError, match=r"image size 8"):
+    with pytest.raises(ConfigError, match=r"--image-size 8 is outside 32..1024"):
         FeatureSpec.create(LITE0, image_size=8)
     for crop in (0.1, 1.5):
         with pytest.raises(ConfigError, match=rf"--crop-pct {crop} must be in \[0.25, 1\]"):

@@ -54,8 +54,13 @@ def test_a_whole_image_run_predicts_on_the_whole_image(
         assert np.abs(cropped - recorded).max() > 1e-3
 
 
-def test_a_crop_outside_its_range_is_refused() -> None:
+def test_a_crop_or_size_outside_its_range_is_refused_by_every_strategy() -> None:
     with pytest.raises(ConfigError, match=r"--crop-pct 0.1 must be in \[0.25, 1\]"):
         NeuralOptions(crop_pct=0.1).validate()
     with pytest.raises(ConfigError, match=r"--crop-pct 2.0 must be in \[0.25, 1\]"):
         LinearOptions(crop_pct=2.0).specs()
+    # the neural strategies check the image size as extraction does (before, a trainer took any)
+    with pytest.raises(ConfigError, match=r"--image-size 8 is outside 32..1024 pixels"):
+        NeuralOptions(image_size=8).validate()
+    with pytest.raises(ConfigError, match=r"--image-size 4096 is outside 32..1024 pixels"):
+        LinearOptions(image_size=4096).specs()

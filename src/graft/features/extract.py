@@ -28,7 +28,7 @@ from graft.errors import ConfigError, DataError
 from graft.features.cache import FeatureCache, default_cache_path
 from graft.features.layers import POOLINGS, Pooling, feature_module
 from graft.tta import view_pixels
-from graft.zoo.records import BackboneRecord, Preprocessing, crop_pct_problem
+from graft.zoo.records import BackboneRecord, Preprocessing
 from graft.zoo.registry import get_backbone
 
 if TYPE_CHECKING:
@@ -98,16 +98,10 @@ class FeatureSpec:
             )
         if pool not in POOLINGS:
             raise ConfigError(f"pooling {pool!r} is not one of: {', '.join(POOLINGS)}")
-        preprocessing = record.preprocessing
-        if image_size is not None:
-            if not 32 <= image_size <= 1024:
-                raise ConfigError(f"image size {image_size} is outside 32..1024 pixels")
-            preprocessing = preprocessing.with_input_size(image_size)
-        if crop_pct is not None:
-            problem = crop_pct_problem(crop_pct)
-            if problem:
-                raise ConfigError(problem)
-            preprocessing = preprocessing.with_crop_pct(crop_pct)
+        try:
+            preprocessing = record.preprocessing.adjusted(image_size=image_size, crop_pct=crop_pct)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         return cls(record, preprocessing, layer, pool, precision)
 
     def calibrated(self, files: Sequence[Path], hashes: Sequence[str]) -> FeatureSpec:

@@ -23,7 +23,7 @@ from graft.training.loop import Phase
 from graft.training.probe import HEAD_INITS
 from graft.training.stages import Stage, resolve_unfreeze
 from graft.tta import TTA_MODES
-from graft.zoo.records import crop_pct_problem
+from graft.zoo.records import crop_pct_problem, image_size_problem
 from graft.zoo.registry import DEFAULT_BACKBONE
 
 NEURAL_STRATEGIES = ("head", "finetune", "scratch")
@@ -159,6 +159,10 @@ class NeuralOptions:
             (
                 self.precision in ("auto", "fp32", "bf16"),
                 f"--precision {self.precision!r} must be auto, fp32 or bf16",
+            ),
+            (
+                self.image_size is None or image_size_problem(self.image_size) is None,
+                image_size_problem(self.image_size or 224) or "",
             ),
             (
                 self.crop_pct is None or crop_pct_problem(self.crop_pct) is None,

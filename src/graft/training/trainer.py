@@ -97,11 +97,10 @@ class Trainer:
         self.augment: AugmentConfig = preset(options.augment)
         torch.manual_seed(self.seed)
         self.model, self.source = build_model(options, len(self.classes))
-        self.preprocessing = self.model.record.preprocessing
-        if options.image_size is not None:
-            self.preprocessing = self.preprocessing.with_input_size(options.image_size)
-        if options.crop_pct is not None:
-            self.preprocessing = self.preprocessing.with_crop_pct(options.crop_pct)
+        # checked by NeuralOptions.validate
+        self.preprocessing = self.model.record.preprocessing.adjusted(
+            image_size=options.image_size, crop_pct=options.crop_pct
+        )
         self.stages = backbone_stages(self.model.backbone.net)
         needed = 2 * len(self.classes)
         if self.uses_probe and (options.hidden or needed) < needed:

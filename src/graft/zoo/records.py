@@ -75,6 +75,29 @@ class Preprocessing:
             pixel_range=self.pixel_range,
         )
 
+    def adjusted(
+        self, *, image_size: int | None = None, crop_pct: float | None = None
+    ) -> Preprocessing:
+        """This preprocessing with the user's ``--image-size`` and ``--crop-pct`` (``None``
+        keeps the record's), both checked: the one place a run or an extraction applies them.
+
+        Raises:
+            ValueError: A value out of range; the message names it and the range.
+
+        Example:
+            >>> p = Preprocessing(224, "bicubic", 0.875, (0.5,) * 3, (0.5,) * 3)
+            >>> q = p.adjusted(image_size=300, crop_pct=1.0)
+            >>> q.input_size, q.crop_pct, p.adjusted() == p
+            (300, 1.0, True)
+        """
+        problem = (image_size is not None and image_size_problem(image_size)) or (
+            crop_pct is not None and crop_pct_problem(crop_pct)
+        )
+        if problem:
+            raise ValueError(problem)
+        adjusted = self if image_size is None else self.with_input_size(image_size)
+        return adjusted if crop_pct is None else adjusted.with_crop_pct(crop_pct)
+
     def with_crop_pct(self, crop_pct: float) -> Preprocessing:
         """Return a copy whose centre crop keeps ``crop_pct`` of the resized image (1.0: no
         centre crop; a square image is kept whole, a longer side still loses its ends; same
@@ -183,6 +206,26 @@ class BackboneRecord:
 #: The centre-crop fractions graft accepts: below a quarter the resize before the crop grows
 #: past 4x the input size for little reason.
 CROP_PCT_RANGE = (0.25, 1.0)
+
+
+#: The input sides graft accepts, in pixels.
+IMAGE_SIZE_RANGE = (32, 1024)
+
+
+def image_size_problem(image_size: int) -> str | None:
+    """What is wrong with an ``--image-size`` value, or ``None``.
+
+    Example:
+        >>> image_size_problem(224) is None, image_size_problem(8)[:35]
+        (True, '--image-size 8 is outside 32..1024 ')
+    """
+    low, high = IMAGE_SIZE_RANGE
+    if low <= image_size <= high:
+        return None
+    return (
+        f"--image-size {image_size} is outside {low}..{high} pixels (the backbone's own is 224 "
+        "for most)"
+    )
 
 
 def crop_pct_problem(crop_pct: float) -> str | None:
