@@ -6,6 +6,10 @@ default backbone's own ImageNet head; step 2 trains a linear probe on the embedd
 solar-cell dataset and step 3 fine-tunes on the same split, each printed beside the published
 results.
 
+``graft demo --quick`` runs the same steps on one ELPV cell in five of each class (a minute or
+two instead of six; the test suite runs it): its figures are not comparable with the published
+ones, and it says so.
+
 Example:
     >>> [step.title for step in DEMO_STEPS][:1]
     ['The pretrained model as a classifier']
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -23,13 +28,59 @@ from graft.classification import Classification, classify
 from graft.datasets import sample_photos
 from graft.zoo.registry import DEFAULT_BACKBONE
 
+#: ``--quick`` keeps one cell in this many of each class.
+QUICK_EVERY = 5
+
+
+@dataclass(frozen=True)
+class DemoData:
+    """The ELPV cells the demo trains on: all of them, or one in ``QUICK_EVERY`` of each class.
+
+    Example:
+        >>> quick = DemoData.load(quick=True)
+        >>> len(quick.cells), quick.folder
+        (526, 'demo-quick')
+    """
+
+    cells: list[tuple[Path, str]]
+    quick: bool = False
+
+    @classmethod
+    def load(cls, *, quick: bool = False) -> DemoData:
+        """The binary ELPV cells, every one or (``quick``) a stratified fifth."""
+        from graft.datasets import elpv
+
+        cells = elpv("binary")
+        if quick:
+            labels = sorted({label for _, label in cells})
+            cells = [
+                cell
+                for label in labels
+                for cell in [c for c in cells if c[1] == label][::QUICK_EVERY]
+            ]
+        return cls(cells, quick)
+
+    @property
+    def folder(self) -> str:
+        """The folder in graft's cache the demo's runs go to (a quick run keeps the full one's)."""
+        return "demo-quick" if self.quick else "demo"
+
+    def note(self, console: Console) -> None:
+        """Say, in a quick demo, that its figures are not the published benchmark's."""
+        if self.quick:
+            console.print(
+                f"--quick: {len(self.cells)} of the 2,624 cells (one in {QUICK_EVERY} of each "
+                "class); the figures below are not comparable with the published ones",
+                highlight=False,
+            )
+
 
 @dataclass(frozen=True)
 class DemoStep:
     """One part of the demo: a title and a function that runs it and returns a summary."""
 
     title: str
-    run: Callable[[Console], str]
+    run: Callable[[Console, DemoData], str]
 
 
 def print_classification(
@@ -50,7 +101,7 @@ def print_classification(
         )
 
 
-def _classify_photos(console: Console) -> str:
+def _classify_photos(console: Console, data: DemoData) -> str:
     photos = sample_photos()
     results = classify(list(photos.values()), backbone=DEFAULT_BACKBONE, top_k=5)
     for (name, _), result in zip(photos.items(), results, strict=True):
@@ -70,11 +121,10 @@ ELPV_VIEWS = "dihedral"
 ELPV_PUBLISHED = {"CNN (fine-tuned VGG19)": 88.42, "SVM (hand-crafted features)": 82.44}
 
 
-def _elpv_linear_probe(console: Console) -> str:
+def _elpv_linear_probe(console: Console, data: DemoData) -> str:
     from graft.cli.render import data_summary, extraction_progress, precision_line
     from graft.config import cache_dir
     from graft.data.prepare import DataOptions
-    from graft.datasets import elpv
     from graft.training import LinearOptions, train_linear
 
     console.print(
@@ -85,11 +135,12 @@ def _elpv_linear_probe(console: Console) -> str:
         "average (--tta dihedral, as the paper augmented)",
         highlight=False,
     )
+    data.note(console)
     with extraction_progress(console, "features") as progress:
         result = train_linear(
-            elpv("binary"),
+            data.cells,
             name="elpv-binary",
-            out=cache_dir() / "demo" / "elpv-linear",
+            out=cache_dir() / data.folder / "elpv-linear",
             overwrite=True,
             data_options=DataOptions(val=0.0, test=0.25, seed=0),
             options=LinearOptions(tta=ELPV_VIEWS),
@@ -105,12 +156,11 @@ def _elpv_linear_probe(console: Console) -> str:
     )
 
 
-def _elpv_finetune(console: Console) -> str:
+def _elpv_finetune(console: Console, data: DemoData) -> str:
     from graft.cli.render import TrainingProgress, data_summary
     from graft.config import cache_dir
     from graft.data.dataset import from_items
     from graft.data.splits import assign_splits
-    from graft.datasets import elpv
     from graft.training import NeuralOptions, train_neural
 
     # A short fine-tune that fits in a demo on a laptop CPU (a few minutes).
@@ -130,17 +180,18 @@ def _elpv_finetune(console: Console) -> str:
     )
     # the published split as given splits: the fine-tune carves its validation split from train
     # (to choose its epoch and to check itself against the probe) and tests on the same images
-    published = assign_splits(from_items(elpv("binary"), source="elpv-binary"), val=0.0, test=0.25)
+    data.note(console)
+    published = assign_splits(from_items(data.cells, source="elpv-binary"), val=0.0, test=0.25)
     result = train_neural(
         published,
-        out=cache_dir() / "demo" / "elpv-finetune",
+        out=cache_dir() / data.folder / "elpv-finetune",
         overwrite=True,
         options=options,
         on_report=lambda report: data_summary(console, report) if report.warnings else None,
         callbacks=[TrainingProgress(console)],
     )
     console.print(f"safeguard: {result.safeguard['message']}", highlight=False)
-    linear = _read_linear_accuracy()
+    linear = _read_linear_accuracy(data)
     others = [("graft linear probe (step 2)", linear)] if linear is not None else []
     accuracy = _beside_published(console, result.metrics, others, "graft fine-tune (this run)")
     return f"ELPV fine-tune: test accuracy {accuracy:.2f} %, run in {result.run_dir}"
@@ -161,13 +212,13 @@ def _beside_published(
     return accuracy
 
 
-def _read_linear_accuracy() -> float | None:
+def _read_linear_accuracy(data: DemoData) -> float | None:
     import json
 
     from graft.config import cache_dir
     from graft.runs import METRICS
 
-    metrics = cache_dir() / "demo" / "elpv-linear" / METRICS
+    metrics = cache_dir() / data.folder / "elpv-linear" / METRICS
     try:
         return float(json.loads(metrics.read_text())["test"]["accuracy"]) * 100
     except (OSError, KeyError, ValueError):
@@ -181,21 +232,26 @@ DEMO_STEPS: list[DemoStep] = [
 ]
 
 
-def run_demo(console: Console | None = None) -> list[str]:
+def run_demo(console: Console | None = None, *, quick: bool = False) -> list[str]:
     """Run every demo step, printing as it goes; return the summary line of each step.
+
+    Args:
+        console: Where to print (default: the terminal).
+        quick: Train on one ELPV cell in five of each class (:class:`DemoData`).
 
     Example:
         >>> summaries = run_demo(Console(quiet=True))  # doctest: +SKIP
         >>> summaries[0].startswith("top-1 with efficientnet_lite0.in1k")  # doctest: +SKIP
         True
 
-    (``tests/test_cli.py`` runs the whole demo.)
+    (``tests/test_cli.py`` runs the whole demo with ``quick``.)
     """
     console = console or Console()
+    data = DemoData.load(quick=quick)
     summaries = []
     for number, step in enumerate(DEMO_STEPS, 1):
         console.rule(f"[bold]{number}. {step.title}")
-        summaries.append(step.run(console))
+        summaries.append(step.run(console, data))
     console.rule("[bold]Summary")
     for number, summary in enumerate(summaries, 1):
         console.print(f"{number}. {summary}", highlight=False)

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from graft.cli.demo import run_demo
+import typer
+
+from graft.cli.demo import QUICK_EVERY, run_demo
 
 
-def demo() -> None:
+def demo(
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help=f"Train on one ELPV cell in {QUICK_EVERY} of each class: a short tour whose "
+        "figures are not comparable with the published ones.",
+    ),
+) -> None:
     """Show graft end to end on data that installs with it (no network, no downloads)."""
-    run_demo()
+    run_demo(quick=quick)
