@@ -174,7 +174,8 @@ def graft_stream(files: list[Path], precision: str = "fp32", engine: str = "auto
 def first_extraction(folder: Path, precision: str) -> tuple[float, str]:
     """Seconds of a first ``extract_dataset`` of ``folder`` (fresh cache and compiled models),
     and the precision it used."""
-    from graft.features.extract import FeatureSpec, extract_dataset
+    from graft.features.dataset import extract_dataset
+    from graft.features.extract import FeatureSpec
 
     previous = os.environ["GRAFT_CACHE_DIR"]
     os.environ["GRAFT_CACHE_DIR"] = tempfile.mkdtemp(prefix=f"graft-bench-{precision}-")
@@ -281,8 +282,11 @@ def plain_batched(root: Path, limit: int) -> float:
 
 def probe_accuracies(files: list[Path]) -> dict[str, dict[str, float]]:
     """Linear-probe validation accuracy and cosine to fp32 for int8 and bf16 features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     from graft.features.extract import FeatureSpec, calibrate, extract_features
-    from graft.features.precision import _probe_accuracy
 
     labels = np.array([f.parent.name for f in files])
     fit = [i for i, f in enumerate(files) if "train" in f.parts]
@@ -295,7 +299,9 @@ def probe_accuracies(files: list[Path]) -> dict[str, dict[str, float]]:
     for precision, values in features.items():
         a, b = features["fp32"], values
         cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-        accuracy = _probe_accuracy(values, labels, fit, score)
+        # the precision check's probe: standardised features, logistic regression at C = 1
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        accuracy = float(probe.fit(values[fit], labels[fit]).score(values[score], labels[score]))
         results[precision] = {"accuracy": accuracy, "cosine_mean": float(cosine.mean())}
         print(f"  {precision}: probe accuracy {accuracy:.2%}, cosine to fp32 {cosine.mean():.4f}")
     return results
