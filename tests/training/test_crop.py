@@ -64,3 +64,8 @@ def test_a_crop_or_size_outside_its_range_is_refused_by_every_strategy() -> None
         NeuralOptions(image_size=8).validate()
     with pytest.raises(ConfigError, match=r"--image-size 4096 is outside 32..1024 pixels"):
         LinearOptions(image_size=4096).specs()
+    # zero is a value, not "left out": its message names it (it was empty)
+    with pytest.raises(ConfigError, match=r"--image-size 0 is outside"):
+        NeuralOptions(image_size=0).validate()
+    with pytest.raises(ConfigError, match=r"--crop-pct 0.0 must be in"):
+        NeuralOptions(crop_pct=0.0).validate()

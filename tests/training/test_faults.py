@@ -126,3 +126,20 @@ def test_a_linear_run_killed_before_its_rename_leaves_the_old_run(
             train_linear(data, out=tmp_path / "run", options=options, overwrite=True)
     assert (first.run_dir / "config.json").read_text() == before
     assert graft.load(first.run_dir).classes == ["blue", "red"]
+
+
+@pytest.mark.slow
+def test_a_run_resumes_with_the_preprocessing_it_recorded(data: Path, tmp_path: Path) -> None:
+    """A run continues as it started, even with a value a later release refuses for new runs
+    (the trainer took any ``--image-size`` before it checked the range)."""
+    run = tmp_path / "run"
+    _crash_at("neural.between-checkpoints#1", data, run)
+    path = run / "config.json"
+    config = json.loads(path.read_text())
+    config["options"]["image_size"] = 16
+    config["backbone"]["preprocessing"]["input_size"] = 16
+    path.write_text(json.dumps(config))
+    train_neural(None, resume=run)
+    done = json.loads(path.read_text())
+    assert done["status"] == "complete"
+    assert done["backbone"]["preprocessing"]["input_size"] == 16

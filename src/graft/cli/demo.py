@@ -44,13 +44,15 @@ class DemoData:
 
     cells: list[tuple[Path, str]]
     quick: bool = False
+    #: How many cells the dataset has (all of them are used without ``quick``).
+    total: int = 0
 
     @classmethod
     def load(cls, *, quick: bool = False) -> DemoData:
         """The binary ELPV cells, every one or (``quick``) a stratified fifth."""
         from graft.datasets import elpv
 
-        cells = elpv("binary")
+        cells = every = elpv("binary")
         if quick:
             labels = sorted({label for _, label in cells})
             cells = [
@@ -58,19 +60,20 @@ class DemoData:
                 for label in labels
                 for cell in [c for c in cells if c[1] == label][::QUICK_EVERY]
             ]
-        return cls(cells, quick)
+        return cls(cells, quick, len(every))
 
     @property
     def folder(self) -> str:
-        """The folder in graft's cache the demo's runs go to (a quick run keeps the full one's)."""
+        """The folder in graft's cache the demo's runs go to (``demo-quick`` for a quick demo, so
+        it leaves the full demo's runs alone)."""
         return "demo-quick" if self.quick else "demo"
 
     def note(self, console: Console) -> None:
         """Say, in a quick demo, that its figures are not the published benchmark's."""
         if self.quick:
             console.print(
-                f"--quick: {len(self.cells)} of the 2,624 cells (one in {QUICK_EVERY} of each "
-                "class); the figures below are not comparable with the published ones",
+                f"--quick: {len(self.cells)} of the {self.total:,} cells (one in {QUICK_EVERY} of "
+                "each class); the figures below are not comparable with the published ones",
                 highlight=False,
             )
 

@@ -122,6 +122,8 @@ class NeuralOptions:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for any option out of range, naming it and the fix."""
+        size_problem = None if self.image_size is None else image_size_problem(self.image_size)
+        crop_problem = None if self.crop_pct is None else crop_pct_problem(self.crop_pct)
         checks = [
             (
                 self.strategy in NEURAL_STRATEGIES,
@@ -160,14 +162,8 @@ class NeuralOptions:
                 self.precision in ("auto", "fp32", "bf16"),
                 f"--precision {self.precision!r} must be auto, fp32 or bf16",
             ),
-            (
-                self.image_size is None or image_size_problem(self.image_size) is None,
-                image_size_problem(self.image_size or 224) or "",
-            ),
-            (
-                self.crop_pct is None or crop_pct_problem(self.crop_pct) is None,
-                crop_pct_problem(self.crop_pct or 1.0) or "",
-            ),
+            (size_problem is None, size_problem or ""),
+            (crop_problem is None, crop_problem or ""),
             (0 <= self.dropout < 1, f"--dropout {self.dropout} must be in [0, 1)"),
             (0 <= self.ema < 1, f"--ema {self.ema} must be in [0, 1) (0 turns it off)"),
             (self.tta in TTA_MODES, f"--tta {self.tta!r} must be one of {', '.join(TTA_MODES)}"),

@@ -67,6 +67,7 @@ from graft.training.stages import (
     without_decay_on_1d,
 )
 from graft.training.standard_callbacks import EarlyStopping, WeightAveraging
+from graft.zoo.records import Preprocessing
 
 
 class Trainer:
@@ -97,9 +98,16 @@ class Trainer:
         self.augment: AugmentConfig = preset(options.augment)
         torch.manual_seed(self.seed)
         self.model, self.source = build_model(options, len(self.classes))
-        # checked by NeuralOptions.validate
-        self.preprocessing = self.model.record.preprocessing.adjusted(
-            image_size=options.image_size, crop_pct=options.crop_pct
+        # a resumed run continues with the preprocessing it started with (recorded before the
+        # first epoch, whatever a later release checks); a new one takes its options' (checked
+        # by NeuralOptions.validate)
+        recorded = config.get("backbone", {}).get("preprocessing")
+        self.preprocessing = (
+            Preprocessing.from_dict(recorded)
+            if recorded
+            else self.model.record.preprocessing.adjusted(
+                image_size=options.image_size, crop_pct=options.crop_pct
+            )
         )
         self.stages = backbone_stages(self.model.backbone.net)
         needed = 2 * len(self.classes)
