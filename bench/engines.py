@@ -282,11 +282,8 @@ def plain_batched(root: Path, limit: int) -> float:
 
 def probe_accuracies(files: list[Path]) -> dict[str, dict[str, float]]:
     """Linear-probe validation accuracy and cosine to fp32 for int8 and bf16 features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     from graft.features.extract import FeatureSpec, calibrate, extract_features
+    from graft.features.precision import check_probe
 
     labels = np.array([f.parent.name for f in files])
     fit = [i for i, f in enumerate(files) if "train" in f.parts]
@@ -299,9 +296,8 @@ def probe_accuracies(files: list[Path]) -> dict[str, dict[str, float]]:
     for precision, values in features.items():
         a, b = features["fp32"], values
         cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-        # the precision check's probe: standardised features, logistic regression at C = 1
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        accuracy = float(probe.fit(values[fit], labels[fit]).score(values[score], labels[score]))
+        probe = check_probe(values[fit], labels[fit])
+        accuracy = float(probe.score(values[score], labels[score]))
         results[precision] = {"accuracy": accuracy, "cosine_mean": float(cosine.mean())}
         print(f"  {precision}: probe accuracy {accuracy:.2%}, cosine to fp32 {cosine.mean():.4f}")
     return results

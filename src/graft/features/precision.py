@@ -143,7 +143,7 @@ def check_precision(
         )
     a, b = reference.features[ok], reduced.features[ok]
     cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-    probe = _probe(reference.features[fit_rows], y[fit_rows])
+    probe = check_probe(reference.features[fit_rows], y[fit_rows])
     truth = y[score_rows]
     fp32 = probe.predict(reference.features[score_rows])
     reduced_prediction = probe.predict(reduced.features[score_rows])
@@ -402,8 +402,15 @@ def _sample(
     return fit, score
 
 
-def _probe(features: np.ndarray, labels: np.ndarray) -> Any:
-    """The check's probe: standardised features, logistic regression at C = 1."""
+def check_probe(features: np.ndarray, labels: np.ndarray) -> Any:
+    """The check's probe, fitted: standardised features, logistic regression at C = 1
+    (``bench/engines.py`` scores int8 and bf16 features with it too).
+
+    Example:
+        >>> x = np.array([[0.0], [0.1], [1.0], [1.1]])
+        >>> check_probe(x, np.array(["a", "a", "b", "b"])).predict([[0.05], [1.05]]).tolist()
+        ['a', 'b']
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
