@@ -109,6 +109,26 @@ def test_a_failing_check_removes_the_file(
     assert not target.exists()
 
 
+def test_a_refused_int8_export_names_the_fix(
+    linear_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graft import export as export_module
+
+    def no_quantization(source: Path, target: Path, *training: object) -> dict[str, object]:
+        target.write_bytes(Path(source).read_bytes())  # the fault is injected in the runner
+        return {}
+
+    def always_blue(path: Path) -> object:
+        return lambda pixels: np.tile([0.99, 0.01], (len(pixels), 1))
+
+    monkeypatch.setattr(export_module, "quantize_onnx_controlled", no_quantization)
+    monkeypatch.setattr(export_module, "_onnx_runner", always_blue)
+    with pytest.raises(DataError, match="export without --int8") as refused:
+        export_model(linear_run, format="onnx", int8=True)
+    assert "top-1 agreement" in str(refused.value) and "\n" not in str(refused.value)
+    assert not (linear_run / "model.int8.onnx").exists()
+
+
 def test_bad_export_options(linear_run: Path) -> None:
     with pytest.raises(ConfigError, match="--int8 applies to ONNX"):
         export_model(linear_run, format="torchscript", int8=True)

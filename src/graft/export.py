@@ -290,11 +290,18 @@ def _check(
     )
     if not passed:
         result.path.unlink(missing_ok=True)
+        fix = (
+            f"int8 changes the predictions of images near this run's decision boundary (at least "
+            f"{INT8_AGREEMENT:.0%} must stay the same): export without --int8, whose float model "
+            "agrees with PyTorch"
+            if result.int8
+            else "the float export should match exactly: please report this with the run's "
+            "config.json"
+        )
         raise DataError(
             f"the exported model disagrees with PyTorch on {result.checked} images (max "
             f"probability difference {result.max_difference:.2e}, top-1 agreement "
-            f"{result.agreement:.1%}); "
-            f"{result.path} was removed"
+            f"{result.agreement:.1%}); {result.path} was removed; {fix}"
         )
 
 
