@@ -4,6 +4,7 @@ below its own probe on validation."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,43 @@ def test_a_trained_model_that_beats_the_probe_is_kept(three_colours: Path, tmp_p
     assert guard["kept"] == "trained", guard
     assert guard["trained"] < guard["probe"]
     assert guard["best_epoch"] >= 1
+
+
+@pytest.mark.slow
+def test_a_kept_trained_head_ends_halfway_to_the_probe(
+    three_colours: Path, probe_run: Path, tmp_path: Path
+) -> None:
+    # WiSE-FT: the same training with --wise 1 gives the trained head as it is; the default
+    # (0.5) averages its weights with the probe's, so its logits are the mean of both heads'
+    # logits: its probabilities the normalised geometric mean of theirs
+    options = NeuralOptions(
+        strategy="head",
+        epochs=3,
+        augment="none",
+        monitor="val_loss",
+        label_smoothing=0.0,
+        lr=0.01,
+        **SAME_FEATURES,
+    )
+    averaged = train_neural(three_colours, out=tmp_path / "wise", options=options)
+    as_trained = train_neural(
+        three_colours, out=tmp_path / "trained", options=dataclasses.replace(options, wise=1.0)
+    )
+    assert averaged.safeguard["kept"] == as_trained.safeguard["kept"] == "trained"
+    assert "wise" not in as_trained.safeguard
+    wise = averaged.safeguard["wise"]
+    assert wise["taken"] and wise["alpha"] == 0.5
+    assert wise["val_loss"] <= averaged.safeguard["probe"]
+    assert "(WiSE-FT, 50 % trained)" in averaged.safeguard["message"]
+    paths = sorted((three_colours / "test").rglob("*.png"))
+    trained = graft.load(tmp_path / "trained").predict_proba(paths)
+    probe = graft.load(probe_run).predict_proba(paths)
+    expected = np.sqrt(trained * probe)
+    expected /= expected.sum(1, keepdims=True)
+    assert np.abs(trained - probe).max() > 0.01  # the two ends differ
+    np.testing.assert_allclose(
+        graft.load(tmp_path / "wise").predict_proba(paths), expected, atol=1e-4, rtol=0
+    )
 
 
 @pytest.mark.slow

@@ -118,6 +118,11 @@ def train(
         True,
         help="Neural: keep the linear probe unless a trained epoch beats it on validation.",
     ),
+    wise: float = typer.Option(
+        0.5,
+        help="head: a kept trained head ends at (1 - wise) x probe + wise x trained (WiSE-FT), "
+        "when no worse on validation; 1: the trained head as it is.",
+    ),
     dropout: float = typer.Option(0.2, help="Neural: dropout in the head."),
     bn: str = typer.Option(
         "eval",
@@ -220,6 +225,7 @@ def train(
             "hidden": hidden,
             "head_init": head_init,
             "safeguard": safeguard,
+            "wise": wise,
             "ema": ema,
             "tta": tta,
             "dropout": dropout,

@@ -31,7 +31,7 @@ from graft.runs import (
     write_predictions,
 )
 from graft.training.linear import library_versions
-from graft.training.lpft import probe_margin, refit_probe
+from graft.training.lpft import average_with_the_probe, probe_margin, refit_probe
 from graft.training.probe import safeguard_summary
 
 if TYPE_CHECKING:
@@ -102,13 +102,11 @@ def finish_run(trainer: Trainer, *, parameters_identical: bool = True) -> dict[s
     # a kept probe learns from the carved validation images too, as the linear strategy fits
     # on all of train, unless they came from the images a cap (--per-class, --limit) left out:
     # then it keeps the images it was given
-    refit = (
-        trainer.best.get("epoch") == 0
-        and bool(trainer.report.carved_val)
-        and not trainer.report.carved_beyond_cap
-    )
+    carved = bool(trainer.report.carved_val) and not trainer.report.carved_beyond_cap
+    refit = trainer.best.get("epoch") == 0 and carved
     if refit:
         refit_probe(trainer)
+    wise = average_with_the_probe(trainer, refit=carved)
     tensors = {k: v.detach().contiguous().cpu() for k, v in trainer.model.state_dict().items()}
     with atomic_path(trainer.run_dir / MODEL) as tmp:
         save_file(tensors, str(tmp))
@@ -133,6 +131,9 @@ def finish_run(trainer: Trainer, *, parameters_identical: bool = True) -> dict[s
             "; refitted on train and the validation split carved from it, as the linear "
             "strategy fits on all of train (its validation figures are no longer held out)"
         )
+    if wise is not None:
+        trainer.safeguard["wise"] = wise
+        trainer.safeguard["message"] += wise_message(wise, trainer.settings.monitor)
     if config["distributed"] is not None:
         config["distributed"]["parameters_identical"] = parameters_identical
     config["time_per_epoch_s"] = {
@@ -166,3 +167,28 @@ def finish_run(trainer: Trainer, *, parameters_identical: bool = True) -> dict[s
     write_config(trainer.run_dir, config)  # last: "complete" only once every file exists
     best.unlink(missing_ok=True)
     return metrics
+
+
+def wise_message(wise: dict[str, Any], monitor: str) -> str:
+    """The safeguard message's WiSE-FT clause.
+
+    Example:
+        >>> wise_message({"alpha": 0.5, "val_accuracy": 0.9, "taken": True}, "val_accuracy")
+        '; averaged with the probe it started from (WiSE-FT, 50 % trained): val_accuracy 90.00 %'
+    """
+    value = float(wise[monitor])
+    shown = f"{value:.4f}" if monitor == "val_loss" else f"{100 * value:.2f} %"
+    if not wise["taken"]:
+        return (
+            f"; its average with the probe (WiSE-FT) scored {monitor} {shown}, below the probe, "
+            "so the trained head is kept as it is"
+        )
+    refit = (
+        " (the probe half then refitted on train and the carved validation split)"
+        if wise.get("refit")
+        else ""
+    )
+    return (
+        "; averaged with the probe it started from "
+        f"(WiSE-FT, {100 * wise['alpha']:.0f} % trained): {monitor} {shown}{refit}"
+    )

@@ -6,17 +6,25 @@ it as the checkpoint to beat (the safeguard). A trained epoch replaces it only b
 standard error of its validation accuracy; a probe that is kept is fitted again, at the end, on
 train and the validation split carved from it.
 
+A trained ``head`` that is kept ends halfway between itself and the probe it started from
+(:func:`average_with_the_probe`): WiSE-FT (Wortsman et al., CVPR 2022, "Robust fine-tuning of
+zero-shot models"), whose weight-space average of the start and the fine-tuned weights, half
+each, was better in and out of distribution than either end. For a linear head on frozen
+features the average of the weights is the average of the two heads' logits, an ensemble of the
+probe and the trained head in one layer.
+
 Example:
-    >>> callable(start_from_the_probe), callable(refit_probe)
-    (True, True)
+    >>> callable(start_from_the_probe), callable(refit_probe), callable(average_with_the_probe)
+    (True, True, True)
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from graft.data.dataset import Sample
 from graft.heads import ClassicHead, fit_head, view_groups
@@ -70,6 +78,59 @@ def refit_probe(trainer: Trainer) -> None:
     start_from_probe(trainer.model.head, *probe_layer(fitted))
     if trainer.probe is not None:
         trainer.probe["refit_C"] = fitted.params["C"]
+
+
+def average_with_the_probe(trainer: Trainer, *, refit: bool) -> dict[str, Any] | None:
+    """WiSE-FT for a kept trained ``head``: its weights become ``(1 - a) * probe + a * trained``
+    with ``a = --wise`` (0.5), the probe being the LP-FT start it trained from.
+
+    The average is scored on validation first (with the probe fitted on train, so the images
+    are still held out) and taken only if it does not fall below the probe there, so the
+    safeguard's promise holds. With ``refit`` the probe half is then fitted again on train and
+    the carved validation split, as a kept probe is (:func:`refit_probe`).
+
+    Returns:
+        ``alpha`` and the average's validation figures; ``None`` when nothing was averaged
+        (not a ``head`` run, ``--wise 1``, no probe start or no validation split, or the
+        probe kept) or ``taken: False`` when the average scored below the probe.
+    """
+    alpha = trainer.options.wise
+    if (
+        trainer.options.strategy != "head"
+        or alpha >= 1
+        or trainer.options.head_init != "probe"
+        or trainer.probe is None
+        or trainer.settings.monitor not in trainer.probe
+        or not trainer.best.get("epoch")
+    ):
+        return None
+    val = trainer.inputs.cached_features(trainer.samples["val"], alone=True)
+    batches = trainer.inputs.val_batches(val)
+    if batches is None:
+        return None
+    head = trainer.model.head
+    trained = {name: value.detach().clone() for name, value in head.state_dict().items()}
+
+    def averaged_with(probe: ClassicHead) -> dict[str, torch.Tensor]:
+        start = copy.deepcopy(head)
+        start_from_probe(start, *(t.to(next(head.parameters()).device) for t in probe_layer(probe)))
+        return {
+            name: torch.lerp(value, trained[name], alpha) if value.is_floating_point() else value
+            for name, value in start.state_dict().items()
+        }
+
+    head.load_state_dict(averaged_with(fit_probe(trainer, trainer.samples["train"], alone=True)))
+    scores = validation_scores(head, batches(), trainer.settings, trainer.classes)
+    record: dict[str, Any] = {"alpha": alpha, **scores}
+    monitor = trainer.settings.monitor
+    record["taken"] = monitored(scores, monitor) >= monitored(trainer.probe, monitor)
+    if not record["taken"]:
+        head.load_state_dict(trained)
+    elif refit:
+        both = trainer.samples["train"] + trainer.samples["val"]
+        head.load_state_dict(averaged_with(fit_probe(trainer, both, alone=True)))
+        record["refit"] = "train+val"
+    return record
 
 
 def fit_probe(trainer: Trainer, samples: list[Sample], *, alone: bool = False) -> ClassicHead:

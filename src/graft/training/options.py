@@ -69,6 +69,9 @@ class NeuralOptions:
             :mod:`graft.tta`): the final metrics use it, and so do its predictions by default.
         safeguard: Score the linear probe on validation before the first epoch and keep it
             unless a trained epoch does better (``False``: keep the best trained epoch).
+        wise: ``head``: a kept trained head ends at ``(1 - wise) * probe + wise * trained``
+            (WiSE-FT, :func:`graft.training.lpft.average_with_the_probe`), when that is no
+            worse than the probe on validation; 1: the trained head as it is.
         dropout: Dropout in the head.
         bn: BatchNorm statistics: ``eval`` (every pretrained layer keeps its own), ``unfrozen``
             (the unfrozen stages update theirs) or ``train`` (all update, frozen ones too).
@@ -105,6 +108,7 @@ class NeuralOptions:
     hidden: int | None = None
     head_init: str = "probe"
     safeguard: bool = True
+    wise: float = 0.5
     tta: str = "none"
     ema: float = 0.998
     dropout: float = 0.2
@@ -166,6 +170,10 @@ class NeuralOptions:
             (crop_problem is None, crop_problem or ""),
             (0 <= self.dropout < 1, f"--dropout {self.dropout} must be in [0, 1)"),
             (0 <= self.ema < 1, f"--ema {self.ema} must be in [0, 1) (0 turns it off)"),
+            (
+                0 <= self.wise <= 1,
+                f"--wise {self.wise} must be in [0, 1] (1 keeps the trained head as it is)",
+            ),
             (self.tta in TTA_MODES, f"--tta {self.tta!r} must be one of {', '.join(TTA_MODES)}"),
             (
                 self.head_init in HEAD_INITS,
@@ -189,12 +197,13 @@ class NeuralOptions:
         """The options a neural run was trained with (``config.json``'s ``options``).
 
         A run written before LP-FT, the safeguard and EMA gets the values it started with
-        (``head_init="random"``, no safeguard, no average), not today's defaults.
+        (``head_init="random"``, no safeguard, no average), and a run written before WiSE-FT
+        ``wise=1`` (its trained head as it is), not today's defaults.
 
         Raises:
             DataError: The run is not a neural run, or its options are not these fields.
         """
-        legacy = {"head_init": "random", "safeguard": False, "ema": 0.0}
+        legacy = {"head_init": "random", "safeguard": False, "ema": 0.0, "wise": 1.0}
         return options_from_run(cls, run, legacy)
 
 
