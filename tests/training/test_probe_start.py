@@ -28,6 +28,19 @@ from synthetic import write_class_folders
 SAME_FEATURES = {"engine": "torch", "workers": 0, "batch_size": 4, "precision": "fp32"}
 
 
+#: A head that beats the probe on validation: a sane rate lowers the monitored loss below the
+#: probe's, so the safeguard keeps the trained head.
+TRAINED_HEAD_WINS = NeuralOptions(
+    strategy="head",
+    epochs=3,
+    augment="none",
+    monitor="val_loss",
+    label_smoothing=0.0,
+    lr=0.01,
+    **SAME_FEATURES,
+)
+
+
 def _features(classes: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, 2, (classes, 16))
@@ -140,15 +153,7 @@ def test_a_trained_model_that_beats_the_probe_is_kept(three_colours: Path, tmp_p
     # a random head at a sane rate is below the probe at first; the safeguard must not mistake
     # the probe's checkpoint for the end of training when an epoch does better (here: the
     # monitored loss, which the trained head lowers below the probe's)
-    options = NeuralOptions(
-        strategy="head",
-        epochs=3,
-        augment="none",
-        monitor="val_loss",
-        label_smoothing=0.0,
-        lr=0.01,
-        **SAME_FEATURES,
-    )
+    options = TRAINED_HEAD_WINS
     result = train_neural(three_colours, out=tmp_path / "run", options=options)
     guard = result.safeguard
     assert guard["kept"] == "trained", guard
@@ -163,15 +168,7 @@ def test_a_kept_trained_head_ends_halfway_to_the_probe(
     # WiSE-FT: the same training with --wise 1 gives the trained head as it is; the default
     # (0.5) averages its weights with the probe's, so its logits are the mean of both heads'
     # logits: its probabilities the normalised geometric mean of theirs
-    options = NeuralOptions(
-        strategy="head",
-        epochs=3,
-        augment="none",
-        monitor="val_loss",
-        label_smoothing=0.0,
-        lr=0.01,
-        **SAME_FEATURES,
-    )
+    options = TRAINED_HEAD_WINS
     averaged = train_neural(three_colours, out=tmp_path / "wise", options=options)
     as_trained = train_neural(
         three_colours, out=tmp_path / "trained", options=dataclasses.replace(options, wise=1.0)

@@ -32,7 +32,7 @@ from graft.runs import (
 )
 from graft.training.linear import library_versions
 from graft.training.lpft import average_with_the_probe, probe_margin, refit_probe
-from graft.training.probe import safeguard_summary
+from graft.training.probe import safeguard_summary, shown_figure
 
 if TYPE_CHECKING:
     from graft.training.trainer import Trainer
@@ -176,8 +176,7 @@ def wise_message(wise: dict[str, Any], monitor: str) -> str:
         >>> wise_message({"alpha": 0.5, "val_accuracy": 0.9, "taken": True}, "val_accuracy")
         '; averaged with the probe it started from (WiSE-FT, 50 % trained): val_accuracy 90.00 %'
     """
-    value = float(wise[monitor])
-    shown = f"{value:.4f}" if monitor == "val_loss" else f"{100 * value:.2f} %"
+    shown = shown_figure(float(wise[monitor]), monitor)
     if not wise["taken"]:
         return (
             f"; its average with the probe (WiSE-FT) scored {monitor} {shown}, below the probe, "

@@ -99,6 +99,17 @@ def start_from_probe(head: nn.Module, weight: torch.Tensor, bias: torch.Tensor) 
         last.bias.zero_()
 
 
+def shown_figure(value: float, monitor: str) -> str:
+    """A monitored validation figure as the safeguard prints it: the loss to four places, the
+    others as percentages.
+
+    Example:
+        >>> shown_figure(0.9, "val_accuracy"), shown_figure(0.25, "val_loss")
+        ('90.00 %', '0.2500')
+    """
+    return f"{value:.4f}" if monitor == "val_loss" else f"{100 * value:.2f} %"
+
+
 def safeguard_summary(
     probe: dict[str, Any] | None,
     history: list[dict[str, Any]],
@@ -162,21 +173,18 @@ def safeguard_summary(
     probe_value = float(probe[monitor])
     trained = float(min(scored) if monitor == "val_loss" else max(scored))
     kept = "probe" if best_epoch == 0 else "trained"
-
-    def shown(value: float) -> str:
-        return f"{value:.4f}" if monitor == "val_loss" else f"{100 * value:.2f} %"
-
+    probe_shown, trained_shown = (shown_figure(v, monitor) for v in (probe_value, trained))
     beaten = (
-        f"did better by more than one standard error ({shown(margin)})"
+        f"did better by more than one standard error ({shown_figure(margin, monitor)})"
         if margin
         else ("did better")
     )
     message = (
-        f"kept the linear probe: {monitor} {shown(probe_value)}; no trained epoch {beaten} "
-        f"(best {shown(trained)})"
+        f"kept the linear probe: {monitor} {probe_shown}; no trained epoch {beaten} "
+        f"(best {trained_shown})"
         if kept == "probe"
-        else f"kept the trained model (epoch {best_epoch}): {monitor} {shown(trained)} vs the "
-        f"linear probe's {shown(probe_value)}"
+        else f"kept the trained model (epoch {best_epoch}): {monitor} {trained_shown} vs the "
+        f"linear probe's {probe_shown}"
     )
     return {
         "kept": kept,
