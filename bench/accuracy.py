@@ -12,7 +12,7 @@ user's first run does. Few-shot rows (``--per-class 5``) add a plain baseline:
 
 Results go to ``bench/results/accuracy.json`` and a table in ``bench/README.md``.
 
-    .venv/bin/python bench/accuracy.py [--data ../shared/data] [--budget 5m] [NAME ...]
+    .venv/bin/python bench/accuracy.py [--data ../shared/data] [--budget 10m] [NAME ...]
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from readme import replace_section
+
+from graft.ladder.auto import DEFAULT_BUDGET
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parents[1] / "shared" / "data"
@@ -120,7 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=list(DATASETS), help=", ".join(DATASETS))
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--budget", default="5m", help="auto's budget")
+    parser.add_argument("--budget", default=DEFAULT_BUDGET, help="auto's budget (its default)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--table", action="store_true", help="only rewrite bench/README.md")
     args = parser.parse_args()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 import graft
 from graft.errors import ConfigError
 from graft.ladder.auto import Deadline, parse_budget
-from graft.training.callbacks import StopTraining
+from graft.training.callbacks import Callback, StopTraining
 from synthetic import write_class_folders
 
 QUICK = {"engine": "torch", "workers": 0, "batch_size": 4, "precision": "fp32", "augment": "none"}
@@ -96,3 +98,29 @@ def test_auto_needs_a_validation_split(colours: Path, tmp_path: Path) -> None:
 def test_auto_refuses_test_time_augmentation(colours: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="without test-time augmentation"):
         graft.train(colours, strategy="auto", out=tmp_path / "a", tta="flip", **QUICK)
+
+
+class EndAfterOneMore(Callback):
+    """Shortens the unfrozen phase to two epochs after its first, as the Deadline does."""
+
+    def on_epoch_end(self, state: dict[str, Any]) -> None:
+        if state["phase"] == "unfrozen" and state["phase_epoch"] == 1:
+            state["shorten_phase"](2)
+
+
+@pytest.mark.slow
+def test_a_shortened_phase_still_decays_its_rate_to_the_end(colours: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    graft.train(
+        colours, strategy="finetune", out=out, epochs=5, callbacks=[EndAfterOneMore()], **QUICK
+    )
+    history = json.loads((out / "history.json").read_text())
+    unfrozen = [epoch for epoch in history if epoch["phase"] == "unfrozen"]
+    assert len(unfrozen) == 2  # of the 4 planned
+    # the last step is the compressed schedule's last, near zero; a phase merely cut after its
+    # second of four epochs would still train at about half its peak rate
+    assert max(unfrozen[1]["lr"].values()) < 0.05 * max(unfrozen[0]["lr"].values())
+    config = json.loads((out / "config.json").read_text())
+    assert [phase["epochs"] for phase in config["phases"]] == [1, 2]
+    checkpoint = torch.load(out / "checkpoint_last.pt", weights_only=True)
+    assert checkpoint["state"]["phase_epochs"] == [1, 2]  # a resumed run keeps the new length

@@ -79,12 +79,25 @@ def parse_budget(budget: str | float | int) -> float:
 
 
 class Deadline(Callback):
-    """Ends a phase (:class:`StopTraining`) when its next epoch would overrun ``deadline``.
+    """Fits a run's phases into the time left before ``deadline``.
 
-    An epoch's cost is estimated from the longest epoch of the same phase so far, else as
-    three times the last epoch (an unfrozen epoch costs more than a frozen one), else
-    unknown (the first epoch of a run always runs). ``reserve`` seconds are kept for the
-    final evaluation.
+    After each epoch, a phase whose remaining epochs would overrun is **shortened** to the
+    epochs that fit, measured from its longest epoch so far: the rest of its learning-rate
+    schedule is compressed into them, so the rate still decays to zero (a cosine cut off
+    halfway leaves the weights at a high rate; Li et al., "Budgeted Training", ICLR 2020).
+    Before each epoch, one that would still overrun ends the phase (:class:`StopTraining`);
+    its cost is the longest epoch of the same phase so far, else three times the last epoch
+    (an unfrozen epoch costs more than a frozen one), else unknown (the first epoch of a run
+    always runs). ``reserve`` seconds are kept for the final evaluation.
+
+    Example:
+        >>> import time
+        >>> deadline = Deadline(time.monotonic() + 60)
+        >>> lengths = []
+        >>> deadline.on_epoch_end({"phase": "unfrozen", "record": {"seconds": 40.0},
+        ...     "phase_epoch": 1, "phase_epochs": 4, "shorten_phase": lengths.append})
+        >>> lengths, deadline.shortened  # 60 s left hold one more 40-s epoch, not three
+        ([2], ['unfrozen from 4 to 2 epochs'])
     """
 
     def __init__(self, deadline: float, reserve: float = 0.0) -> None:
@@ -93,6 +106,7 @@ class Deadline(Callback):
         self.longest: dict[str, float] = {}
         self.last: float | None = None
         self.cut: list[str] = []
+        self.shortened: list[str] = []
 
     def on_epoch_begin(self, state: dict[str, Any]) -> None:
         phase = state["phase"]
@@ -104,8 +118,17 @@ class Deadline(Callback):
     def on_epoch_end(self, state: dict[str, Any]) -> None:
         record = state["record"]
         seconds = float(record["seconds"]) + float(record.get("eval_seconds", 0.0))
-        self.longest[state["phase"]] = max(self.longest.get(state["phase"], 0.0), seconds)
+        phase = state["phase"]
+        self.longest[phase] = max(self.longest.get(phase, 0.0), seconds)
         self.last = seconds
+        done, planned = state.get("phase_epoch"), state.get("phase_epochs")
+        if done is None or planned is None or done >= planned:
+            return
+        left = self.deadline - self.reserve - time.monotonic()
+        fit = max(0, int(left // self.longest[phase])) if self.longest[phase] > 0 else planned
+        if done + fit < planned:
+            state["shorten_phase"](done + fit)
+            self.shortened.append(f"{phase} from {planned} to {done + fit} epochs")
 
 
 @dataclass
@@ -259,8 +282,10 @@ def train_auto(
                 # the deadline first: when it ends a phase, no progress display has started
                 callbacks=[deadline_callback, *callbacks],
             )
-            if deadline_callback.cut:
-                rung.note = f"cut short by the budget before {deadline_callback.cut[0]}"
+            rung.note = "; ".join(
+                [f"shortened by the budget: {text}" for text in deadline_callback.shortened]
+                + [f"cut short by the budget before {text}" for text in deadline_callback.cut]
+            )
         rung.seconds = time.monotonic() - clock
         if rung.strategy != "linear" and shallow_seconds is None:
             shallow_seconds = rung.seconds

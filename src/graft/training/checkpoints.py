@@ -70,6 +70,7 @@ def save_checkpoint(
         "history": trainer.history,
         "best": trainer.best,
         "stopped_phases": trainer.stopped_phases,
+        "phase_epochs": [phase.epochs for phase in trainer.phases],
         "probe": trainer.probe,
     }
     checkpoint = {
@@ -111,6 +112,8 @@ def restore_checkpoint(trainer: Trainer) -> None:
     trainer.history = list(state["history"])
     trainer.best = dict(state["best"])
     trainer.stopped_phases = list(state["stopped_phases"])
+    for phase, epochs in zip(trainer.phases, state.get("phase_epochs", ()), strict=False):
+        phase.epochs = min(phase.epochs, int(epochs))  # a phase a callback shortened
     trainer.probe = state.get("probe")
     saved = checkpoint.get("callbacks")
     if saved is None:  # written before the trainer's callbacks kept their own state

@@ -248,10 +248,9 @@ class Trainer:
             callback.on_train_begin(shared)
         start = 0
         for index, phase in enumerate(self.phases):
-            end = start + phase.epochs
-            if self.epoch < end and index not in self.stopped_phases:
-                self._run_phase(index, phase, start, end)
-            start = end
+            if self.epoch < start + phase.epochs and index not in self.stopped_phases:
+                self._run_phase(index, phase, start)
+            start += phase.epochs  # a phase a callback shortened ends sooner
         self.finished = True
         for callback in self.callbacks:
             callback.on_train_end(shared)
@@ -264,7 +263,14 @@ class Trainer:
     def _total(self) -> int:
         return sum(phase.epochs for phase in self.phases)
 
-    def _run_phase(self, index: int, phase: Phase, start: int, end: int) -> None:
+    def shorten_phase(self, phase: Phase, start: int, epochs: int) -> None:
+        """End ``phase`` (its first epoch is ``start``) after ``epochs`` of its epochs, never
+        fewer than it has run nor more than planned: the rest of its learning-rate schedule is
+        compressed into them, so the rate still decays to its end. The checkpoint keeps the
+        new length (``--resume`` continues on the same curve)."""
+        phase.epochs = max(self.epoch - start, min(epochs, phase.epochs))
+
+    def _run_phase(self, index: int, phase: Phase, start: int) -> None:
         state: dict[str, Any] = {
             "phase": phase.name,
             "phase_index": index,
@@ -279,11 +285,11 @@ class Trainer:
         data.trainable = self.context.wrap(data.trainable, self.device)
         state["stopped"] = False
         try:
-            while self.epoch < end:
+            while self.epoch < start + phase.epochs:
                 self._run_epoch(index, phase, data, start, trainable_stages)
         except StopTraining:
             self.stopped_phases.append(index)
-            self.epoch = end
+            self.epoch = start + phase.epochs
             state["stopped"] = True
         for callback in self.callbacks:  # a stopped phase's last checkpoint is written here
             callback.on_phase_end(state)
@@ -309,6 +315,10 @@ class Trainer:
             "path": phase.path,
             "total_epochs": self._total(),
             "steps": data.steps_per_epoch,
+            "phase_epoch": epoch - start + 1,
+            "phase_epochs": phase.epochs,
+            # a callback may end the phase sooner, its schedule compressed (the Deadline)
+            "shorten_phase": lambda epochs: self.shorten_phase(phase, start, epochs),
         }
         for callback in self.callbacks:
             callback.on_epoch_begin(state)
