@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 
 import graft
 from graft.errors import ConfigError
+from graft.ladder import auto
 from graft.ladder.auto import Deadline, parse_budget
 from graft.training.callbacks import Callback, StopTraining
 from synthetic import write_class_folders
@@ -38,6 +40,30 @@ def test_the_deadline_stops_an_epoch_that_would_overrun() -> None:
     with pytest.raises(StopTraining):  # ... but the measured 120 s do not
         deadline.on_epoch_begin({"phase": "unfrozen", "epoch": 3})
     assert deadline.cut == ["unfrozen epoch 4"]
+
+
+def test_the_deadline_shortens_a_phase_counting_the_pauses_between_epochs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(auto, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    deadline, lengths = Deadline(100.0), []
+
+    def epoch(number: int, begins: float, ends: float) -> None:
+        clock[0] = begins
+        deadline.on_epoch_begin({"phase": "unfrozen", "epoch": number})
+        clock[0] = ends
+        state = {"phase": "unfrozen", "record": {"seconds": ends - begins}}
+        deadline.on_epoch_end(
+            {**state, "phase_epoch": number, "phase_epochs": 4, "shorten_phase": lengths.append}
+        )
+
+    deadline.on_phase_begin({"phase": "unfrozen"})
+    epoch(1, 0.0, 20.0)  # three more 20-s epochs fit in the 80 s left
+    epoch(2, 30.0, 50.0)  # but each is followed by a 10-s pause (checkpoints): one more fits
+    assert lengths == [3] and deadline.shortened == ["unfrozen from 4 to 3 epochs"]
+    epoch(3, 60.0, 80.0)  # the last epoch of the shortened phase is not cut
+    assert deadline.cut == []
 
 
 @pytest.fixture(scope="module")

@@ -82,13 +82,15 @@ class Deadline(Callback):
     """Fits a run's phases into the time left before ``deadline``.
 
     After each epoch, a phase whose remaining epochs would overrun is **shortened** to the
-    epochs that fit, measured from its longest epoch so far: the rest of its learning-rate
-    schedule is compressed into them, so the rate still decays to zero (a cosine cut off
-    halfway leaves the weights at a high rate; Li et al., "Budgeted Training", ICLR 2020).
-    Before each epoch, one that would still overrun ends the phase (:class:`StopTraining`);
-    its cost is the longest epoch of the same phase so far, else three times the last epoch
-    (an unfrozen epoch costs more than a frozen one), else unknown (the first epoch of a run
-    always runs). ``reserve`` seconds are kept for the final evaluation.
+    epochs that fit (at least one more), measured from its longest epoch so far and the
+    longest pause between two of its epochs (checkpoints; a twentieth of an epoch until one
+    is measured): the rest of its learning-rate schedule is compressed into them, so the rate
+    still decays to zero (a cosine cut off halfway leaves the weights at a high rate; Li et
+    al., "Budgeted Training", ICLR 2020). Before each epoch, one that would still overrun
+    ends the phase (:class:`StopTraining`); its cost is that of the same phase so far, else
+    three times the last epoch (an unfrozen epoch costs more than a frozen one), else unknown
+    (the first epoch of a run always runs). ``reserve`` seconds are kept for the final
+    evaluation.
 
     Example:
         >>> import time
@@ -98,6 +100,11 @@ class Deadline(Callback):
         ...     "phase_epoch": 1, "phase_epochs": 4, "shorten_phase": lengths.append})
         >>> lengths, deadline.shortened  # 60 s left hold one more 40-s epoch, not three
         ([2], ['unfrozen from 4 to 2 epochs'])
+        >>> deadline = Deadline(time.monotonic() + 30)  # not even one more: no shortening
+        >>> deadline.on_epoch_end({"phase": "unfrozen", "record": {"seconds": 40.0},
+        ...     "phase_epoch": 1, "phase_epochs": 4, "shorten_phase": lengths.append})
+        >>> lengths, deadline.shortened
+        ([2], [])
     """
 
     def __init__(self, deadline: float, reserve: float = 0.0) -> None:
@@ -107,11 +114,22 @@ class Deadline(Callback):
         self.last: float | None = None
         self.cut: list[str] = []
         self.shortened: list[str] = []
+        self.pause: dict[str, float] = {}  # the longest pause between two epochs of a phase
+        self.ended: tuple[str, float] | None = None  # the last epoch's phase and end
+
+    def _cost(self, phase: str) -> float:
+        """An epoch of ``phase`` and the pause after it, in seconds (0: unknown)."""
+        epoch = self.longest.get(phase) or (3 * self.last if self.last else 0.0)
+        return epoch + self.pause.get(phase, epoch / 20)
+
+    def on_phase_begin(self, state: dict[str, Any]) -> None:
+        self.ended = None  # a phase's set-up is not a pause between its epochs
 
     def on_epoch_begin(self, state: dict[str, Any]) -> None:
-        phase = state["phase"]
-        estimate = self.longest.get(phase) or (3 * self.last if self.last else 0.0)
-        if time.monotonic() + estimate + self.reserve > self.deadline:
+        phase, now = state["phase"], time.monotonic()
+        if self.ended is not None and self.ended[0] == phase:
+            self.pause[phase] = max(self.pause.get(phase, 0.0), now - self.ended[1])
+        if now + self._cost(phase) + self.reserve > self.deadline:
             self.cut.append(f"{phase} epoch {state['epoch'] + 1}")
             raise StopTraining("the time budget would be overrun")
 
@@ -121,12 +139,15 @@ class Deadline(Callback):
         phase = state["phase"]
         self.longest[phase] = max(self.longest.get(phase, 0.0), seconds)
         self.last = seconds
+        now = time.monotonic()
+        self.ended = (phase, now)
         done, planned = state.get("phase_epoch"), state.get("phase_epochs")
         if done is None or planned is None or done >= planned:
             return
-        left = self.deadline - self.reserve - time.monotonic()
-        fit = max(0, int(left // self.longest[phase])) if self.longest[phase] > 0 else planned
-        if done + fit < planned:
+        cost = self._cost(phase)
+        fit = int((self.deadline - self.reserve - now) // cost) if cost > 0 else planned
+        # with no epoch left to compress the schedule into, the next epoch's check cuts it
+        if 1 <= fit < planned - done:
             state["shorten_phase"](done + fit)
             self.shortened.append(f"{phase} from {planned} to {done + fit} epochs")
 

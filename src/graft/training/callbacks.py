@@ -34,11 +34,11 @@ class Callback:
 
     ``state`` holds ``epoch``, ``phase``, ``phase_index``, ``path``, ``total_epochs``,
     ``steps``, ``model``, ``optimizer``, ``phase_epoch`` (this epoch's number within its phase,
-    from 1), ``phase_epochs`` (the phase's length) and ``shorten_phase`` (call it with a
+    from 1) and ``phase_epochs`` (the phase's length); ``on_batch_end`` adds ``batch`` (loss,
+    images seen, images/s) and ``on_epoch_end`` adds ``record`` (the epoch's history entry),
+    ``improved`` (whether the epoch became the best so far), ``shorten_phase`` (call it with a
     smaller length to end the phase sooner, the rest of its learning-rate schedule compressed
-    into the epochs left); ``on_batch_end`` adds ``batch`` (loss, images
-    seen, images/s) and ``on_epoch_end`` adds ``record`` (the epoch's history entry) and
-    ``improved`` (whether the epoch became the best so far), and ``stopping`` once a callback
+    into the epochs left), and ``stopping`` once a callback
     has raised :class:`StopTraining`. ``on_train_begin`` and
     ``on_train_end`` get ``run_dir``, ``phases``, ``epoch``, ``history`` and ``model``.
     """

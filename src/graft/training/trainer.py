@@ -317,8 +317,6 @@ class Trainer:
             "steps": data.steps_per_epoch,
             "phase_epoch": epoch - start + 1,
             "phase_epochs": phase.epochs,
-            # a callback may end the phase sooner, its schedule compressed (the Deadline)
-            "shorten_phase": lambda epochs: self.shorten_phase(phase, start, epochs),
         }
         for callback in self.callbacks:
             callback.on_epoch_begin(state)
@@ -370,6 +368,8 @@ class Trainer:
         if self.context.is_main:
             write_json_atomic(self.run_dir / HISTORY, self.history)
         state["record"], state["improved"] = record, self._improved(record)
+        # once the epoch is done, a callback may end the phase sooner (the Deadline)
+        state["shorten_phase"] = lambda epochs: self.shorten_phase(phase, start, epochs)
         stop: StopTraining | None = None
         for callback in self.callbacks:  # early stopping may end the phase; checkpoints last
             try:
