@@ -66,6 +66,21 @@ def test_the_deadline_shortens_a_phase_counting_the_pauses_between_epochs(
     assert deadline.cut == []
 
 
+def test_a_last_epoch_that_may_fit_is_made_the_phases_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [9.0]
+    monkeypatch.setattr(auto, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    deadline, lengths = Deadline(100.0, reserve=10.0), []
+    deadline.on_phase_begin({"phase": "unfrozen"})
+    deadline.on_epoch_begin({"phase": "unfrozen", "epoch": 1})
+    clock[0] = 49.0  # a 40-s epoch; 41 s left: another fits if its pause is under a second
+    state = {"phase": "unfrozen", "record": {"seconds": 40.0}, "phase_epochs": 4}
+    deadline.on_epoch_end({**state, "phase_epoch": 1, "shorten_phase": lengths.append})
+    assert lengths == [2]  # so the next epoch, if it runs, ends the phase at a zero rate
+    clock[0] = 49.5
+    deadline.on_epoch_begin({"phase": "unfrozen", "epoch": 2})  # it runs
+    assert deadline.cut == []
+
+
 @pytest.fixture(scope="module")
 def colours(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("colours")

@@ -84,13 +84,13 @@ class Deadline(Callback):
     After each epoch, a phase whose remaining epochs would overrun is **shortened** to the
     epochs that fit (at least one more), measured from its longest epoch so far and the
     longest pause between two of its epochs (checkpoints; a twentieth of an epoch until one
-    is measured): the rest of its learning-rate schedule is compressed into them, so the rate
-    still decays to zero (a cosine cut off halfway leaves the weights at a high rate; Li et
-    al., "Budgeted Training", ICLR 2020). Before each epoch, one that would still overrun
-    ends the phase (:class:`StopTraining`); its cost is that of the same phase so far, else
-    three times the last epoch (an unfrozen epoch costs more than a frozen one), else unknown
-    (the first epoch of a run always runs). ``reserve`` seconds are kept for the final
-    evaluation.
+    is measured; when only the epoch without its pause fits, to one more): the rest of its
+    learning-rate schedule is compressed into them, so the rate still decays to zero (a
+    cosine cut off halfway leaves the weights at a high rate; Li et al., "Budgeted
+    Training", ICLR 2020). Before each epoch, one that would still overrun ends the phase
+    (:class:`StopTraining`); its cost is that of the same phase so far, else three times the
+    last epoch (an unfrozen epoch costs more than a frozen one), else unknown (the first
+    epoch of a run always runs). ``reserve`` seconds are kept for the final evaluation.
 
     Example:
         >>> import time
@@ -144,8 +144,12 @@ class Deadline(Callback):
         done, planned = state.get("phase_epoch"), state.get("phase_epochs")
         if done is None or planned is None or done >= planned:
             return
-        cost = self._cost(phase)
-        fit = int((self.deadline - self.reserve - now) // cost) if cost > 0 else planned
+        cost, left = self._cost(phase), self.deadline - self.reserve - now
+        fit = int(left // cost) if cost > 0 else planned
+        if fit == 0 and left >= self.longest[phase]:
+            # one more epoch may fit, depending on the pause: if the next epoch's check lets
+            # it run, it is the phase's last, its rate decaying to zero
+            fit = 1
         # with no epoch left to compress the schedule into, the next epoch's check cuts it
         if 1 <= fit < planned - done:
             state["shorten_phase"](done + fit)
