@@ -129,6 +129,78 @@ def test_a_refused_int8_export_names_the_fix(
     assert not (linear_run / "model.int8.onnx").exists()
 
 
+def _broken_quantizer(source: Path, target: Path, *training: object) -> dict[str, object]:
+    """An injected fault: "quantization" that zeroes the classifier's weight, so every image
+    gets the same prediction."""
+    model = onnx.load(str(source))
+    last = [n for n in model.graph.node if n.op_type in ("Gemm", "MatMul")][-1]
+    for tensor in model.graph.initializer:
+        if tensor.name == last.input[1]:
+            zeros = np.zeros_like(onnx.numpy_helper.to_array(tensor))
+            tensor.CopyFrom(onnx.numpy_helper.from_array(zeros, tensor.name))
+    onnx.save(model, str(target))
+    return {"calibration_images": 0, "validation_agreement": 0.0}
+
+
+def test_int8_weights_alone_keep_the_predictions(
+    linear_run: Path, data: Path, tmp_path: Path
+) -> None:
+    from graft.data.loading import decode_pixels
+    from graft.engines.onnx_io import WEIGHTED_OPS, compress_weights_onnx, cpu_session
+    from graft.export import HEAD_SCOPE
+
+    float_path = export_model(linear_run, format="onnx", out=tmp_path / "float.onnx").path
+    report = compress_weights_onnx(float_path, tmp_path / "int8.onnx", keep=(HEAD_SCOPE,))
+    model = onnx.load(str(tmp_path / "int8.onnx"))
+    initializers = model.graph.initializer
+    float_weights = {t.name for t in initializers if t.data_type == onnx.TensorProto.FLOAT}
+    weighted = [n for n in model.graph.node if n.op_type in WEIGHTED_OPS]
+    head = [n for n in weighted if HEAD_SCOPE in n.name]
+    assert report["weights"] == len(weighted) - len(head) >= 40 and len(head) == 1
+    assert report["parameters"] > 3_000_000 and report["kept_float"] == 1
+    assert [n.input[1] in float_weights for n in weighted] == [n in head for n in weighted]
+    assert (tmp_path / "int8.onnx").stat().st_size < 0.35 * float_path.stat().st_size
+    preprocessing = graft.load(linear_run, backend="torch").model.preprocessing
+    pixels = decode_pixels(_validation_images(data), preprocessing)
+    expected = cpu_session(float_path).run(None, {"pixels": pixels})[0]
+    got = cpu_session(tmp_path / "int8.onnx").run(None, {"pixels": pixels})[0]
+    assert np.abs(got - expected).max() < 0.02
+
+
+@pytest.mark.parametrize("agreement", [0.99, 0.0])
+def test_int8_falls_back_to_int8_weights_when_activations_fail_the_check(
+    linear_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agreement: float
+) -> None:
+    """Activations and weights quantized badly (injected) are refused, by agreement or (the
+    agreement check off) by the accuracy drop alone, and the weights alone are kept."""
+    from graft import export as export_module
+
+    monkeypatch.setattr(export_module, "quantize_onnx_controlled", _broken_quantizer)
+    monkeypatch.setattr(export_module, "INT8_AGREEMENT", agreement)
+    result = export_model(linear_run, format="onnx", int8=True, out=tmp_path / "m.onnx")
+    static, weights = result.quantization["attempts"]
+    assert static["mode"] == "static" and static["accuracy_drop"] > 0.3
+    assert result.quantization["mode"] == weights["mode"] == "weights"
+    assert weights["agreement"] == result.agreement == 1.0 and weights["accuracy_drop"] <= 0.005
+    meta = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
+    assert json.loads(meta["graft"])["int8"] == "weights"
+
+
+def test_export_cli_says_which_int8_it_kept(
+    linear_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graft import export as export_module
+
+    monkeypatch.setattr(export_module, "quantize_onnx_controlled", _broken_quantizer)
+    out = tmp_path / "cli.int8.onnx"
+    result = runner.invoke(app, ["export", str(linear_run), "--int8", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "int8 weights, float activations (activations and weights: top-1 agreement" in (
+        result.stdout
+    )
+    assert out.is_file()
+
+
 def test_bad_export_options(linear_run: Path) -> None:
     with pytest.raises(ConfigError, match="--int8 applies to ONNX"):
         export_model(linear_run, format="torchscript", int8=True)

@@ -145,3 +145,103 @@ def quantize_onnx_controlled(
         )
         result: dict[str, Any] = json.loads(report.read_text())
     return result
+
+
+#: The operations whose second input is a weight that :func:`compress_weights_onnx` stores as int8.
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def compress_weights_onnx(
+    source: Path, target: Path, *, keep: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """int8 weights, float activations: every weight of a ``Conv``, ``Gemm`` or ``MatMul`` is
+    stored as int8 with one symmetric scale per output channel and dequantized in the graph
+    (``DequantizeLinear``), and every activation stays float.
+
+    ``keep`` names parts of the graph whose weights stay float: the operations whose names
+    contain any of these strings. ``graft export`` keeps its classifier head (``/head/``): a
+    probe's standardisation is folded into its weight, so a feature with little spread gets a
+    large weight, and one scale per class then rounds most of the others to zero (measured on
+    the test suite's images: probabilities off by 0.81 with the head in int8, 0.004 without).
+
+    The file is about a quarter of the float one; the arithmetic is float, so it runs at float
+    speed. The error is that of rounding each weight to 1/254 of its channel's largest, which
+    does not depend on the data (no calibration): the fallback of ``graft export --int8`` when
+    quantizing the activations too changes predictions.
+
+    Returns:
+        What it did: ``{"method", "weights", "parameters", "kept_float"}`` (tensors and values
+        compressed, operations left float).
+
+    Example:
+        >>> import tempfile, pathlib, torch
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> export_onnx(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2)), 2,
+        ...             folder / "f.onnx")
+        >>> compress_weights_onnx(folder / "f.onnx", folder / "w.onnx")["weights"]
+        1
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    dequantize, done, parameters, kept = [], set(), 0, 0
+    for node in graph.node:
+        if node.op_type not in WEIGHTED_OPS or len(node.input) < 2 or node.input[1] in done:
+            continue
+        if any(part in node.name for part in keep):
+            kept += 1
+            continue
+        tensor = initializers.get(node.input[1])
+        if tensor is None or tensor.data_type != TensorProto.FLOAT or len(tensor.dims) < 2:
+            continue
+        weight = numpy_helper.to_array(tensor)
+        axis = _output_axis(node, weight.ndim)
+        others = tuple(i for i in range(weight.ndim) if i != axis)
+        scale = np.abs(weight).max(axis=others) / 127.0
+        scale[scale == 0] = 1.0
+        shape = [1] * weight.ndim
+        shape[axis] = -1
+        quantized = np.clip(np.round(weight / scale.reshape(shape)), -127, 127).astype(np.int8)
+        name = tensor.name
+        graph.initializer.remove(tensor)
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(quantized, f"{name}_int8"),
+                numpy_helper.from_array(scale.astype(np.float32), f"{name}_scale"),
+                numpy_helper.from_array(np.zeros(len(scale), np.int8), f"{name}_zero"),
+            ]
+        )
+        dequantize.append(
+            helper.make_node(
+                "DequantizeLinear",
+                [f"{name}_int8", f"{name}_scale", f"{name}_zero"],
+                [name],
+                name=f"{name}_dequantize",
+                axis=axis,
+            )
+        )
+        done.add(name)
+        parameters += int(weight.size)
+    for position, node in enumerate(dequantize):  # before every use: they read constants only
+        graph.node.insert(position, node)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(target))
+    return {
+        "method": "int8 weights (per output channel, symmetric), float activations",
+        "weights": len(done),
+        "parameters": parameters,
+        "kept_float": kept,
+    }
+
+
+def _output_axis(node: Any, ndim: int) -> int:
+    """The axis of a weight that indexes output channels (one scale each)."""
+    if node.op_type == "Conv":
+        return 0
+    if node.op_type == "Gemm":
+        transposed = any(a.name == "transB" and a.i for a in node.attribute)
+        return 0 if transposed else 1
+    return ndim - 1  # MatMul: x @ W, W is in x out
