@@ -108,10 +108,12 @@ def cell(row: dict[str, Any]) -> str:
     mode = quantization.get("mode", "static")
     how = MODES[mode]
     for attempt in quantization.get("attempts", []):
-        if attempt["mode"] != mode:
+        if attempt["mode"] != mode and "error" in attempt:
+            how += f" ({MODES[attempt['mode']]} failed: {attempt['error']})"
+        elif attempt["mode"] != mode:
             how += (
                 f" ({MODES[attempt['mode']]} refused: {100 * attempt['agreement']:.1f} %, "
-                f"{-100 * attempt['accuracy_drop']:+.2f})"
+                f"{-100 * attempt['accuracy_drop'] + 0.0:+.2f})"
             )
     return (
         f"{how}: {100 * row['agreement']:.1f} % of {row['checked']}; "

@@ -186,6 +186,23 @@ def test_int8_falls_back_to_int8_weights_when_activations_fail_the_check(
     assert json.loads(meta["graft"])["int8"] == "weights"
 
 
+def test_int8_goes_on_to_int8_weights_when_nncf_fails(
+    linear_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graft import export as export_module
+
+    def failing(*args: object) -> dict[str, object]:
+        raise ConfigError("int8 quantization with NNCF failed: injected")
+
+    monkeypatch.setattr(export_module, "quantize_onnx_controlled", failing)
+    result = export_model(linear_run, format="onnx", int8=True, out=tmp_path / "m.onnx")
+    assert result.quantization["mode"] == "weights" and result.path.is_file()
+    assert result.quantization["attempts"][0] == {
+        "mode": "static",
+        "error": "int8 quantization with NNCF failed: injected",
+    }
+
+
 def test_export_cli_says_which_int8_it_kept(
     linear_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

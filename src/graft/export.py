@@ -27,7 +27,9 @@ int8 is tried in two ways, the faster first, and the first that passes the check
    while rounding the weights alone does not.
 
 For int8 the check also compares accuracy on the validation (else test) split: an int8 model
-may lose at most 0.5 point (``INT8_MAX_DROP``). The export reports float and int8 accuracy side
+may lose at most 0.5 point (``INT8_MAX_DROP``; on a split of fewer than 200 images a single
+image more misclassified is already too many, and a run with neither split is judged on
+agreement alone). The export reports float and int8 accuracy side
 by side, which way was kept and what the other gave.
 
 Example:
@@ -203,21 +205,32 @@ def export_model(
 def _export_int8(
     module: Any, example: Any, target: Path, predictor: Predictor, folder: Path, *, check: bool
 ) -> ExportResult:
-    """Each of ``INT8_MODES`` in turn until one passes the check (see the module docstring)."""
+    """Each of ``INT8_MODES`` in turn until one passes the check (see the module docstring).
+
+    Without ``check`` the first way that quantizes at all is kept, unjudged. A way that cannot
+    run (NNCF missing or failing, no training images to calibrate on) is skipped, and said so.
+    """
     preprocessing = predictor.model.preprocessing
     training = _training_pixels(folder, preprocessing)
     attempts: list[dict[str, Any]] = []
     for mode in INT8_MODES:
         info = metadata(predictor, preprocessing, int8=mode)
-        report = _export_onnx(module, example, target, info, int8=mode, training=training)
+        try:
+            report = _export_onnx(module, example, target, info, int8=mode, training=training)
+        except (ConfigError, DataError) as err:
+            if mode == INT8_MODES[-1]:
+                raise
+            attempts.append({"mode": mode, "error": str(err)})
+            continue
         result = ExportResult(target, "onnx", True, 0.0, 1.0, 0, quantization={"mode": mode})
         result.quantization.update(report)
+        result.quantization["attempts"] = attempts
         run_exported = _onnx_runner(target)
         result.accuracy = _accuracies(module, run_exported, folder, preprocessing)
         if not check:
             return result
         _measure(result, module, run_exported, folder, preprocessing)
-        accuracy = result.accuracy
+        accuracy = result.accuracy  # empty without a validation or test split: not judged
         drop = accuracy["float"] - accuracy["int8"] if accuracy else 0.0
         attempts.append(
             {
@@ -225,22 +238,29 @@ def _export_int8(
                 "agreement": result.agreement,
                 "max_difference": result.max_difference,
                 "accuracy_drop": drop,
+                "checked": result.checked,
             }
         )
-        result.quantization["attempts"] = attempts
         if result.agreement >= INT8_AGREEMENT and drop <= INT8_MAX_DROP + 1e-9:
             return result
         target.unlink(missing_ok=True)
-    tried = ", ".join(
-        f"{a['mode']}: top-1 agreement {a['agreement']:.1%} (max probability difference "
-        f"{a['max_difference']:.2e}), accuracy {-100 * a['accuracy_drop']:+.2f} points"
-        for a in attempts
-    )
     raise DataError(
-        f"the int8 model disagrees with PyTorch on {result.checked} images ({tried}); "
-        f"{target} was removed; at least {INT8_AGREEMENT:.0%} of the top-1 "
-        f"predictions must stay the same and at most {100 * INT8_MAX_DROP:.1f} point of accuracy "
-        "may go: export without --int8, whose float model agrees with PyTorch"
+        f"int8 refused ({' / '.join(_attempt_line(a) for a in attempts)}); {target} was "
+        f"removed; at least {INT8_AGREEMENT:.0%} of the top-1 predictions must stay the same "
+        f"and at most {100 * INT8_MAX_DROP:.1f} points of accuracy may go: export without "
+        "--int8, whose float model agrees with PyTorch"
+    )
+
+
+def _attempt_line(attempt: dict[str, Any]) -> str:
+    """What one int8 way gave, for the refusal."""
+    if "error" in attempt:
+        return f"{attempt['mode']}: {attempt['error']}"
+    change = -100 * attempt["accuracy_drop"] + 0.0  # + 0.0: never "-0.00"
+    return (
+        f"{attempt['mode']}: top-1 agreement {attempt['agreement']:.1%} on {attempt['checked']} "
+        f"held-out images, max probability difference {attempt['max_difference']:.2e}, "
+        f"accuracy {change:+.2f} points"
     )
 
 

@@ -68,8 +68,10 @@ def int8_summary(quantization: dict[str, Any]) -> str:
         )
     refused = [a for a in q.get("attempts", []) if a["mode"] != q["mode"]]
     why = "".join(
-        f" (activations and weights: top-1 agreement {100 * a['agreement']:.1f} %, "
-        f"{-100 * a['accuracy_drop']:+.2f} points, refused by the check)"
+        f" (activations and weights: {a['error']})"
+        if "error" in a
+        else f" (activations and weights: top-1 agreement {100 * a['agreement']:.1f} %, "
+        f"{-100 * a['accuracy_drop'] + 0.0:+.2f} points, refused by the check)"
         for a in refused
     )
     return f"int8 weights, float activations{why}"

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from graft.errors import DataError
+from graft.errors import ConfigError, DataError
 
 INPUT = "pixels"
 
@@ -176,8 +176,13 @@ def compress_weights_onnx(
     Example:
         >>> import tempfile, pathlib, torch
         >>> folder = pathlib.Path(tempfile.mkdtemp())
-        >>> export_onnx(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2)), 2,
-        ...             folder / "f.onnx")
+        >>> class Tiny(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.conv = torch.nn.Conv2d(3, 4, 1)
+        ...     def forward(self, pixels):
+        ...         return self.conv(pixels.float())
+        >>> export_onnx(Tiny(), 2, folder / "f.onnx")
         >>> compress_weights_onnx(folder / "f.onnx", folder / "w.onnx")["weights"]
         1
     """
@@ -185,14 +190,20 @@ def compress_weights_onnx(
     from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.load(str(source))
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset < 13:
+        raise ConfigError(f"{source}: opset {opset}; int8 weights need ONNX opset 13 or later")
     graph = model.graph
+    weighted = [n for n in graph.node if n.op_type in WEIGHTED_OPS and len(n.input) > 1]
+    kept_nodes = [n for n in weighted if any(part in n.name for part in keep)]
+    # a weight the kept operations read, or a graph input, stays as it is for every reader
+    untouched = {n.input[1] for n in kept_nodes} | {i.name for i in graph.input}
     initializers = {tensor.name: tensor for tensor in graph.initializer}
-    dequantize, done, parameters, kept = [], set(), 0, 0
-    for node in graph.node:
-        if node.op_type not in WEIGHTED_OPS or len(node.input) < 2 or node.input[1] in done:
-            continue
-        if any(part in node.name for part in keep):
-            kept += 1
+    dequantize: list[Any] = []
+    done: set[str] = set()
+    parameters = 0
+    for node in weighted:
+        if node.input[1] in done or node.input[1] in untouched:
             continue
         tensor = initializers.get(node.input[1])
         if tensor is None or tensor.data_type != TensorProto.FLOAT or len(tensor.dims) < 2:
@@ -233,7 +244,7 @@ def compress_weights_onnx(
         "method": "int8 weights (per output channel, symmetric), float activations",
         "weights": len(done),
         "parameters": parameters,
-        "kept_float": kept,
+        "kept_float": len(kept_nodes),
     }
 
 
