@@ -30,8 +30,6 @@ from accuracy import DEFAULT_DATA, HERE, manifest
 from readme import replace_section
 
 DATASETS = ("cats_and_dogs_filtered", "potato_disease", "brain_mri", "elpv")
-#: How the table names graft's two int8 ways (``graft.export.INT8_MODES``).
-MODES = {"static": "activations+weights", "weights": "weights only"}
 START, END = "<!-- int8:start (written by bench/int8_export.py) -->", "<!-- int8:end -->"
 
 
@@ -99,24 +97,13 @@ def main() -> None:
 
 def cell(row: dict[str, Any]) -> str:
     """One run's figures for the table."""
-    kept = f" (kept: {row['kept']})" if row.get("kept") else ""
     if "refused" in row:
-        return f"**refused** ({row['refused'].split('; ')[0]}), {row['seconds']:.0f} s{kept}"
+        return f"**refused** ({row['refused'].split('; ')[0]}), {row['seconds']:.0f} s"
     accuracy = row["accuracy"]
     change = 100 * (accuracy["int8"] - accuracy["float"]) + 0.0  # + 0.0: never "-0.00"
-    quantization = row.get("quantization", {})
-    mode = quantization.get("mode", "static")
-    how = MODES[mode]
-    for attempt in quantization.get("attempts", []):
-        if attempt["mode"] != mode and "error" in attempt:
-            how += f" ({MODES[attempt['mode']]} failed: {attempt['error']})"
-        elif attempt["mode"] != mode:
-            how += (
-                f" ({MODES[attempt['mode']]} refused: {100 * attempt['agreement']:.1f} %, "
-                f"{-100 * attempt['accuracy_drop'] + 0.0:+.2f})"
-            )
+    kept = f" (kept: {row['kept']})" if row.get("kept") else ""
     return (
-        f"{how}: {100 * row['agreement']:.1f} % of {row['checked']}; "
+        f"{100 * row['agreement']:.1f} % of {row['checked']}; "
         f"{100 * accuracy['float']:.2f} % vs {100 * accuracy['int8']:.2f} % "
         f"({change:+.2f}); {row['seconds']:.0f} s{kept}"
     )
@@ -130,11 +117,9 @@ def write_table(results: dict[str, Any]) -> None:
     lines = [
         START,
         "`graft export RUN --format onnx --int8` on runs trained with graft's defaults, 2 cores. "
-        "Each cell: the int8 way the export kept (activations and weights, else the weights "
-        "alone, with what the first gave), its top-1 agreement with the float model on graft's "
-        "check (refused below 99 % or a drop over 0.5 point); float vs int8 accuracy on the "
-        "validation (else test) split (difference in points); export time; `kept` is what the "
-        "probe safeguard kept.",
+        "Each cell: top-1 agreement with the float model on graft's check (refused below 99 %); "
+        "float vs int8 accuracy on the validation (else test) split (difference in points); "
+        "export time; `kept` is what the probe safeguard kept.",
         "",
         "| data | " + " | ".join(strategies) + " |",
         "|---|" + "---|" * len(strategies),

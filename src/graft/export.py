@@ -13,24 +13,11 @@ top-1 agreement. The check runs by default and the export fails loudly if it doe
 (float: max difference at most 1e-3 and every top-1 equal; int8: top-1 agreement of at least
 99 %).
 
-int8 is tried in two ways, the faster first, and the first that passes the check is kept:
-
-1. ``static``, activations and weights: NNCF's quantization with accuracy control
-   (:mod:`graft.engines.nncf_worker`), calibrated on up to 300 training images, the depthwise
-   convolutions kept in float, and the most sensitive other operations reverted to float until
-   the quantized model agrees with the float one on the 300 hardest of up to 1,000 other
-   training images. int8 arithmetic: the fastest on CPUs with int8 instructions.
-2. ``weights``, int8 weights with float activations
-   (:func:`graft.engines.onnx_io.compress_weights_onnx`), the classifier head kept float: about
-   a quarter of the float file, float speed. Measured on brain_mri and ELPV, quantizing the
-   activations flips 1-3 % of held-out predictions whatever the calibration (bench/README.md),
-   while rounding the weights alone does not.
-
-For int8 the check also compares accuracy on the validation (else test) split: an int8 model
-may lose at most 0.5 point (``INT8_MAX_DROP``; on a split of fewer than 200 images a single
-image more misclassified is already too many, and a run with neither split is judged on
-agreement alone). The export reports float and int8 accuracy side
-by side, which way was kept and what the other gave.
+int8 is NNCF's quantization with accuracy control (:mod:`graft.engines.nncf_worker`): calibrated
+on up to 300 training images, the depthwise convolutions kept in float, and the most sensitive
+other operations reverted to float until the quantized model agrees with the float one on the
+300 hardest of up to 1,000 other training images. The export reports float and int8 accuracy on
+the validation (else test) split side by side.
 
 Example:
     >>> result = export_model("runs/cats", format="onnx")  # doctest: +SKIP
@@ -51,12 +38,7 @@ import torch
 
 from graft.data.loading import decode_pixels
 from graft.data.table import read_table
-from graft.engines.onnx_io import (
-    compress_weights_onnx,
-    cpu_session,
-    export_onnx,
-    quantize_onnx_controlled,
-)
+from graft.engines.onnx_io import cpu_session, export_onnx, quantize_onnx_controlled
 from graft.errors import ConfigError, DataError
 from graft.fileio import atomic_path
 from graft.models import Probabilities
@@ -69,13 +51,6 @@ from graft.zoo.records import Preprocessing
 FORMATS = ("onnx", "torchscript")
 FLOAT_TOLERANCE = 1e-3
 INT8_AGREEMENT = 0.99
-#: The most accuracy (a fraction) an int8 export may lose on the validation (else test) split.
-INT8_MAX_DROP = 0.005
-#: Operations whose names contain this are the run's classifier head, kept float by int8
-#: weights (:func:`graft.engines.onnx_io.compress_weights_onnx` says why).
-HEAD_SCOPE = "/head/"
-#: The ways int8 is tried, in order: activations and weights, then weights alone.
-INT8_MODES = ("static", "weights")
 CHECK_IMAGES = 300
 CALIBRATION_IMAGES = 300
 #: Held-out training images the int8 accuracy control picks its hardest cases from.
@@ -96,9 +71,7 @@ class ExportResult:
     quantization: dict[str, Any] = field(default_factory=dict)
 
 
-def metadata(
-    predictor: Predictor, preprocessing: Preprocessing, *, int8: bool | str
-) -> dict[str, str]:
+def metadata(predictor: Predictor, preprocessing: Preprocessing, *, int8: bool) -> dict[str, str]:
     """What travels inside the exported model."""
 
     return {
@@ -136,10 +109,9 @@ def export_model(
     Args:
         run_dir: A complete run directory.
         format: ``onnx`` or ``torchscript``.
-        int8: ONNX only: int8, activations and weights where that passes the check, else the
-            weights alone (see the module docstring); the float and int8 accuracies on the
-            validation (else test) split are measured and returned, and ``quantization``
-            records the way kept (``mode``) and what each way tried gave (``attempts``).
+        int8: ONNX only: int8 quantization with accuracy control on the run's training images
+            (see the module docstring); the float and int8 accuracies on the validation (else
+            test) split are measured and returned.
         out: The file to write (default ``RUN_DIR/model.onnx``, ``model.int8.onnx`` or
             ``model.torchscript.pt``).
         check: Compare with PyTorch on sample images and fail if they disagree.
@@ -172,11 +144,17 @@ def export_model(
         "torchscript": EXPORTS["torchscript"],
     }[format]
     target = Path(out) if out is not None else folder / name
-    if int8:
-        return _export_int8(module, example, target, predictor, folder, check=check)
-    info = metadata(predictor, preprocessing, int8=False)
+    info = metadata(predictor, preprocessing, int8=int8)
+    quantization: dict[str, Any] = {}
     if format == "onnx":
-        _export_onnx(module, example, target, info, int8=None, training=None)
+        quantization = _export_onnx(
+            module,
+            example,
+            target,
+            info,
+            int8=int8,
+            training=_training_pixels(folder, preprocessing) if int8 else None,
+        )
         run_exported = _onnx_runner(target)
     else:
         _export_torchscript(module, example, target, info)
@@ -188,80 +166,12 @@ def export_model(
             with torch.no_grad():
                 return np.asarray(scripted(torch.from_numpy(pixels)).numpy(), dtype=np.float64)
 
-    result = ExportResult(target, format, False, 0.0, 1.0, 0)
+    result = ExportResult(target, format, int8, 0.0, 1.0, 0, quantization=quantization)
     if check:
-        _measure(result, module, run_exported, folder, preprocessing)
-        if result.max_difference > FLOAT_TOLERANCE or result.agreement < 1.0:
-            result.path.unlink(missing_ok=True)
-            raise DataError(
-                f"the exported model disagrees with PyTorch on {result.checked} images (max "
-                f"probability difference {result.max_difference:.2e}, top-1 agreement "
-                f"{result.agreement:.1%}); {result.path} was removed; the float export should "
-                "match exactly: please report this with the run's config.json"
-            )
-    return result
-
-
-def _export_int8(
-    module: Any, example: Any, target: Path, predictor: Predictor, folder: Path, *, check: bool
-) -> ExportResult:
-    """Each of ``INT8_MODES`` in turn until one passes the check (see the module docstring).
-
-    Without ``check`` the first way that quantizes at all is kept, unjudged. A way that cannot
-    run (NNCF missing or failing, no training images to calibrate on) is skipped, and said so.
-    """
-    preprocessing = predictor.model.preprocessing
-    training = _training_pixels(folder, preprocessing)
-    attempts: list[dict[str, Any]] = []
-    for mode in INT8_MODES:
-        info = metadata(predictor, preprocessing, int8=mode)
-        try:
-            report = _export_onnx(module, example, target, info, int8=mode, training=training)
-        except (ConfigError, DataError) as err:
-            if mode == INT8_MODES[-1]:
-                raise
-            attempts.append({"mode": mode, "error": str(err)})
-            continue
-        result = ExportResult(target, "onnx", True, 0.0, 1.0, 0, quantization={"mode": mode})
-        result.quantization.update(report)
-        result.quantization["attempts"] = attempts
-        run_exported = _onnx_runner(target)
+        _check(result, module, run_exported, folder, preprocessing)
+    if int8:
         result.accuracy = _accuracies(module, run_exported, folder, preprocessing)
-        if not check:
-            return result
-        _measure(result, module, run_exported, folder, preprocessing)
-        accuracy = result.accuracy  # empty without a validation or test split: not judged
-        drop = accuracy["float"] - accuracy["int8"] if accuracy else 0.0
-        attempts.append(
-            {
-                "mode": mode,
-                "agreement": result.agreement,
-                "max_difference": result.max_difference,
-                "accuracy_drop": drop,
-                "checked": result.checked,
-            }
-        )
-        if result.agreement >= INT8_AGREEMENT and drop <= INT8_MAX_DROP + 1e-9:
-            return result
-        target.unlink(missing_ok=True)
-    raise DataError(
-        f"int8 refused ({' / '.join(_attempt_line(a) for a in attempts)}); {target} was "
-        f"removed; at least {INT8_AGREEMENT:.0%} of the top-1 predictions must stay the same "
-        f"and at most {100 * INT8_MAX_DROP:.1f} points of accuracy may go: export without "
-        "--int8, whose float model agrees with PyTorch"
-    )
-
-
-def _attempt_line(attempt: dict[str, Any]) -> str:
-    """What one int8 way gave, for the refusal."""
-    if "error" in attempt:
-        return f"{attempt['mode']}: {attempt['error']}"
-    change = -100 * attempt["accuracy_drop"] + 0.0  # + 0.0: never "-0.00"
-    return (
-        f"{attempt['mode']}: top-1 agreement {attempt['agreement']:.1%} on {attempt['checked']} "
-        f"held-out images, max probability difference {attempt['max_difference']:.2e}, "
-        f"accuracy {change:+.2f} points"
-    )
+    return result
 
 
 def _export_onnx(
@@ -270,10 +180,10 @@ def _export_onnx(
     target: Path,
     info: dict[str, str],
     *,
-    int8: str | None,
+    int8: bool,
     training: tuple[np.ndarray, np.ndarray] | None,
 ) -> dict[str, Any]:
-    """Write the ONNX file, float or int8 in one of ``INT8_MODES``; return what int8 did."""
+    """Write the ONNX file; for int8, return what the quantization did."""
     import onnx
 
     report: dict[str, Any] = {}
@@ -281,14 +191,12 @@ def _export_onnx(
         float_path = tmp.with_suffix(".float.onnx")
         try:
             export_onnx(module, int(example.shape[-1]), float_path, output="probabilities")
-            if int8 == "static":
+            if int8:
                 if training is None or not len(training[0]):
                     raise DataError(
                         "int8 calibration needs training images; the run's split.csv lists none"
                     )
                 report = quantize_onnx_controlled(float_path, tmp, *training)
-            elif int8 == "weights":
-                report = compress_weights_onnx(float_path, tmp, keep=(HEAD_SCOPE,))
             else:
                 float_path.replace(tmp)
             model = onnx.load(str(tmp))
@@ -358,14 +266,10 @@ def _torch_probabilities(module: Any, pixels: np.ndarray) -> np.ndarray:
     return np.concatenate(outputs) if outputs else np.zeros((0, 0))
 
 
-def _measure(
+def _check(
     result: ExportResult, module: Any, run_exported: Any, folder: Path, preprocessing: Any
 ) -> None:
-    """Compare the export with PyTorch on up to ``CHECK_IMAGES`` held-out images, into ``result``.
 
-    Raises:
-        DataError: The run has no images to check with.
-    """
     paths = _sample_paths(folder, ("val", "test"), CHECK_IMAGES) or _sample_paths(
         folder, ("train",), CHECK_IMAGES
     )
@@ -379,17 +283,35 @@ def _measure(
     result.max_difference = float(np.abs(expected - got).max())
     result.agreement = float((expected.argmax(1) == got.argmax(1)).mean())
     result.checked = len(pixels)
+    passed = (
+        result.agreement >= INT8_AGREEMENT
+        if result.int8
+        else (result.max_difference <= FLOAT_TOLERANCE and result.agreement == 1.0)
+    )
+    if not passed:
+        result.path.unlink(missing_ok=True)
+        fix = (
+            f"int8 changes the predictions of images near this run's decision boundary (at least "
+            f"{INT8_AGREEMENT:.0%} must stay the same): export without --int8, whose float model "
+            "agrees with PyTorch"
+            if result.int8
+            else "the float export should match exactly: please report this with the run's "
+            "config.json"
+        )
+        raise DataError(
+            f"the exported model disagrees with PyTorch on {result.checked} images (max "
+            f"probability difference {result.max_difference:.2e}, top-1 agreement "
+            f"{result.agreement:.1%}); {result.path} was removed; {fix}"
+        )
 
 
 def _accuracies(
     module: Any, run_exported: Any, folder: Path, preprocessing: Any
 ) -> dict[str, float]:
-    """Float and int8 accuracy on the validation (else test) split; none without either."""
+    """Float and int8 accuracy on the validation (else test) split."""
 
     table = read_table(folder / MANIFEST).samples
     samples = [s for s in table if s.split == "val"] or [s for s in table if s.split == "test"]
-    if not samples:
-        return {}
     classes = read_run_config(folder).classes
 
     pixels = decode_pixels([s.path for s in samples], preprocessing)

@@ -98,7 +98,6 @@ def _export(params: dict[str, Any], job: Reporter) -> dict[str, Any]:
         "agreement": result.agreement,
         "checked": result.checked,
         "accuracy": result.accuracy,
-        "int8": result.quantization.get("mode"),
         "predict": f"graft predict {run} IMAGES{backend}",
         "serve": f"graft serve {run}",
     }

@@ -386,8 +386,7 @@ $("export").addEventListener("click", async () => {
     const box = $("export-result");
     if (end.type !== "done") { box.textContent = end.type + (end.error ? ": " + end.error : ""); return; }
     const r = end.result;
-    const way = { static: "int8 activations and weights", weights: "int8 weights, float activations" }[r.int8];
-    box.textContent = `${r.path}${way ? " (" + way + ")" : ""}\nchecked on ${r.checked} images: agreement ${percent(r.agreement)}, largest probability difference ${r.max_difference.toExponential(2)}`
+    box.textContent = `${r.path}\nchecked on ${r.checked} images: agreement ${percent(r.agreement)}, largest probability difference ${r.max_difference.toExponential(2)}`
       + (Object.keys(r.accuracy || {}).length ? `\naccuracy ${JSON.stringify(r.accuracy)}` : "")
       + `\n\npredict with:  ${r.predict}\nserve with:    ${r.serve}`;
     box.dataset.state = "done";
