@@ -129,6 +129,34 @@ def test_a_refused_int8_export_names_the_fix(
     assert not (linear_run / "model.int8.onnx").exists()
 
 
+def _broken_quantizer(source: Path, target: Path, *training: object) -> dict[str, object]:
+    """An injected fault: "quantization" that zeroes the classifier's weight, so every image
+    gets the same prediction."""
+    model = onnx.load(str(source))
+    last = [n for n in model.graph.node if n.op_type in ("Gemm", "MatMul")][-1]
+    for tensor in model.graph.initializer:
+        if tensor.name == last.input[1]:
+            zeros = np.zeros_like(onnx.numpy_helper.to_array(tensor))
+            tensor.CopyFrom(onnx.numpy_helper.from_array(zeros, tensor.name))
+    onnx.save(model, str(target))
+    return {}
+
+
+def test_int8_that_loses_accuracy_is_refused_whatever_its_agreement(
+    linear_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the agreement limit off, the accuracy drop alone refuses a broken int8 model."""
+    from graft import export as export_module
+
+    monkeypatch.setattr(export_module, "quantize_onnx_controlled", _broken_quantizer)
+    monkeypatch.setattr(export_module, "INT8_AGREEMENT", 0.0)
+    target = tmp_path / "m.onnx"
+    with pytest.raises(DataError, match=r"accuracy -\d+\.\d\d points on 12 images\)") as refused:
+        export_model(linear_run, format="onnx", int8=True, out=target)
+    assert "at most 0.5 points of accuracy may go" in str(refused.value)
+    assert not target.exists()
+
+
 def test_bad_export_options(linear_run: Path) -> None:
     with pytest.raises(ConfigError, match="--int8 applies to ONNX"):
         export_model(linear_run, format="torchscript", int8=True)
