@@ -18,11 +18,9 @@ from graft.heads import (
     SMALL_C_MAX,
     SMALL_CLASS,
     ClassicHead,
-    block_scales,
     canonical_order,
     cv_splits,
     fit_head,
-    linear_layer,
     one_standard_error,
 )
 
@@ -56,7 +54,7 @@ def test_heads_fit_separable_data_and_round_trip(kind: str, n_classes: int, tmp_
 def test_logreg_equals_scikit_learn_at_the_chosen_c(n_classes: int) -> None:
     x, y = _blobs(n_classes, seed=1)
     head = fit_head("logreg", x, y)
-    standardized = (x - x.mean(0)) / np.sqrt(x.var(0).mean())  # one scale for the block
+    standardized = (x - x.mean(0)) / x.std(0)
     reference = LogisticRegression(C=head.params["C"], max_iter=3000).fit(standardized, y)
     np.testing.assert_allclose(
         head.predict_proba(x), reference.predict_proba(standardized), atol=1e-4
@@ -111,7 +109,7 @@ def test_a_few_shot_logreg_repeats_its_cv_and_takes_the_one_standard_error_choic
     # the same folds, scored here: the chosen C is the rule's, not simply the lowest mean loss
     order, _ = canonical_order(x, np.searchsorted(["a", "b", "c"], y))
     x, y = x[order], y[order]
-    xs = (x - x.mean(0)) / np.sqrt(x.var(0).mean())
+    xs = (x - x.mean(0)) / x.std(0)
     splits = [
         split
         for repeat in range(3)
@@ -233,40 +231,3 @@ def test_a_non_head_file_is_refused(tmp_path: Path) -> None:
     bogus.write_bytes(b"nonsense")
     with pytest.raises(DataError, match=r"not a graft head file"):
         ClassicHead.load(bogus)
-
-
-def test_a_nearly_constant_feature_gets_no_outsized_weight() -> None:
-    # eight informative features and one that hardly varies but tracks the label: divided by
-    # its own spread it was as strong as the rest, and its folded weight (coefficient over
-    # spread) went into the thousands, so a noise of 1e-3 in it (int8, bf16) moved the logits
-    # by several units (the ELPV probe: -180 on a feature of spread 1.2e-4)
-    rng = np.random.default_rng(0)
-    y = np.repeat(["a", "b"], 100)
-    informative = rng.normal(0, 1, (200, 8)) + (y == "b")[:, None] * 0.8
-    faint = 1e-4 * (rng.normal(0, 1, (200, 1)) + (y == "b")[:, None] * 2.0)
-    x = np.hstack([informative, faint])
-    head = fit_head("logreg", x, y)
-    weight, _ = linear_layer(head)
-    assert float(weight[:, 8].abs().max()) <= float(weight[:, :8].abs().max())
-    noisy = x.copy()
-    noisy[:, 8] += 1e-3
-    assert np.abs(head.predict_proba(noisy) - head.predict_proba(x)).max() < 0.01
-
-
-def test_logreg_scales_each_feature_block_by_its_own_spread() -> None:
-    # two backbones' features side by side, one a hundred times larger: with the blocks given,
-    # rescaling a block changes nothing, as each backbone's features count alike
-    x, y = _blobs(2, dim=8, seed=4)
-    big = x.copy()
-    big[:, 4:] *= 100.0
-    head = fit_head("logreg", x, y, blocks=[4, 4])
-    scaled = fit_head("logreg", big, y, blocks=[4, 4])
-    assert scaled.params["C"] == head.params["C"]
-    np.testing.assert_allclose(scaled.predict_proba(big), head.predict_proba(x), atol=1e-6)
-    np.testing.assert_allclose(scaled.arrays["scale"][4:], 100 * head.arrays["scale"][4:])
-    assert len(set(head.arrays["scale"][:4].tolist())) == 1
-
-
-def test_feature_blocks_must_cover_the_features() -> None:
-    with pytest.raises(ValueError, match=r"\[4, 3\] do not add up to 8"):
-        block_scales(np.ones((3, 8)), [4, 3])

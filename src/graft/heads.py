@@ -14,12 +14,7 @@ linear run's network (:class:`graft.models.RunModel`) and goes into its exports.
 * ``centroid``: nearest class mean by cosine similarity (the few-shot baseline), probabilities
   as a softmax with a fitted temperature.
 
-Features are centred on the training mean first. The SVM, k-NN and the centroid then divide
-each feature by its own standard deviation; the logistic regression divides each backbone's
-features by one number, their root-mean-square standard deviation
-(:func:`block_scales`): features of one layer share their units, and scaling a nearly constant
-one up to unit spread gave it a weight of -180 in the ELPV probe, where int8 or bf16 noise in
-that feature then flipped predictions (bench/README.md, "One scale per backbone").
+Features are standardised with the training mean and standard deviation first.
 
 Example:
     >>> import numpy as np
@@ -34,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -134,7 +128,6 @@ def fit_head(
     class_weight: str | None = None,
     seed: int = 0,
     groups: np.ndarray | None = None,
-    blocks: Sequence[int] | None = None,
 ) -> ClassicHead:
     """Fit a classic head on training features.
 
@@ -149,9 +142,6 @@ def fit_head(
         groups: The image each row is of, where rows are several views of each image
             (``--tta``): cross-validation keeps an image's views in one fold, and counts
             images, not rows. ``logreg`` and ``centroid`` only.
-        blocks: The widths of the feature blocks joined side by side (one per backbone of
-            ``--backbone A,B``); default one block. ``logreg`` scales each block by one
-            number (:func:`block_scales`).
 
     Raises:
         ConfigError: Unknown head or class weight, or groups for ``svm`` or ``knn``.
@@ -178,11 +168,8 @@ def fit_head(
     order, canonical_groups = canonical_order(x, y, None if groups is None else np.asarray(groups))
     x, y = x[order], y[order]
     mean = x.mean(axis=0)
-    if kind == "logreg":
-        scale = block_scales(x, blocks)
-    else:
-        scale = x.std(axis=0)
-        scale[scale < 1e-12] = 1.0
+    scale = x.std(axis=0)
+    scale[scale < 1e-12] = 1.0
     xs = (x - mean) / scale
     head = ClassicHead(kind=kind, classes=names, arrays={"mean": mean, "scale": scale})
     images = np.arange(len(y)) if canonical_groups is None else canonical_groups
@@ -198,40 +185,6 @@ def fit_head(
     if class_weight is not None:
         head.params["class_weight"] = class_weight
     return head
-
-
-def block_scales(x: np.ndarray, blocks: Sequence[int] | None = None) -> np.ndarray:
-    """One scale per feature, the same across each block: the block's root-mean-square
-    standard deviation (1 for a block that does not vary).
-
-    A linear head folds its scale into its weight (:func:`linear_layer`). Dividing each feature
-    by its own spread would blow a nearly constant feature up to unit spread, and with it any
-    noise in that feature (reduced precision, int8); one scale per block keeps the features'
-    relative sizes, as they come out of one layer, and still makes the regularisation strength
-    mean the same for every backbone.
-
-    Args:
-        x: ``N x D`` training features.
-        blocks: Widths of the blocks, summing to ``D``; default one block.
-
-    Raises:
-        ValueError: The widths do not sum to ``D``.
-
-    Example:
-        >>> x = np.array([[0.0, 0.0, 10.0], [2.0, 0.0, 20.0]])
-        >>> block_scales(x, [2, 1]).tolist()
-        [0.7071067811865476, 0.7071067811865476, 5.0]
-    """
-    widths = [x.shape[1]] if blocks is None else list(blocks)
-    if sum(widths) != x.shape[1]:
-        raise ValueError(f"feature blocks {widths} do not add up to {x.shape[1]} features")
-    scale = np.empty(x.shape[1])
-    start = 0
-    for width in widths:
-        spread = float(np.sqrt(x[:, start : start + width].var(axis=0).mean())) if width else 1.0
-        scale[start : start + width] = spread if spread > 1e-12 else 1.0
-        start += width
-    return scale
 
 
 def check_views(kind: str, views: str) -> None:

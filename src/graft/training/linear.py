@@ -196,7 +196,7 @@ def train_linear(
     specs, choices = _guard(report, specs, options)
     # every view's specs in one extraction (it merges their failures and counts); the
     # columns come view by view, each view as wide as the image's own features
-    features, widths, ok, extraction, failures = _features(
+    features, ok, extraction, failures = _features(
         report,
         [spec.with_view(*view) for view in chosen_views for spec in specs],
         options,
@@ -231,7 +231,6 @@ def train_linear(
         seed=data_options.seed,
         # each training image's views share a group: the C search holds them out together
         groups=view_groups(int(train_rows.sum()), len(view_features)),
-        blocks=widths[: len(specs)],  # a view's columns: each backbone's features in turn
     )
     clock.lap("fit")
     run_dir = Path(out) if out is not None else default_run_dir(report.images.source, "linear")
@@ -291,9 +290,8 @@ def _features(
     specs: list[FeatureSpec],
     options: LinearOptions,
     progress: ProgressCallback | None,
-) -> tuple[np.ndarray, list[int], np.ndarray, dict[str, Any], list[tuple[Path, str]]]:
-    """Extract (and concatenate) the features of every spec; rows failing any spec are not ok.
-    Also returns each spec's width."""
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[tuple[Path, str]]]:
+    """Extract (and concatenate) the features of every spec; rows failing any spec are not ok."""
     paths = [s.path for s in report.images.samples]
     blocks, ok = [], np.ones(len(paths), dtype=bool)
     stats: dict[str, Any] = {"computed": 0, "cached": 0, "engine": ""}
@@ -314,8 +312,7 @@ def _features(
         stats["engine"] = result.engine or stats["engine"]
         failures.update(result.failures)
     stats["failed"] = len(failures)
-    widths = [block.shape[1] for block in blocks]
-    return np.concatenate(blocks, axis=1), widths, ok, stats, list(failures.items())
+    return np.concatenate(blocks, axis=1), ok, stats, list(failures.items())
 
 
 def _config(
