@@ -21,6 +21,7 @@ from graft.heads import (
     canonical_order,
     cv_splits,
     fit_head,
+    linear_layer,
     one_standard_error,
 )
 
@@ -33,6 +34,11 @@ def _blobs(
     x = np.vstack([rng.normal(c, 1.0, (per_class, dim)) for c in centers]).astype(np.float32)
     y = np.repeat([f"class{i}" for i in range(n_classes)], per_class)
     return x, y
+
+
+def _shrunk_scale(x: np.ndarray) -> np.ndarray:
+    """The logistic regression's scale: each feature's variance plus the average one's."""
+    return np.sqrt(x.var(0) + x.var(0).mean())
 
 
 @pytest.mark.parametrize("kind", HEADS)
@@ -54,7 +60,7 @@ def test_heads_fit_separable_data_and_round_trip(kind: str, n_classes: int, tmp_
 def test_logreg_equals_scikit_learn_at_the_chosen_c(n_classes: int) -> None:
     x, y = _blobs(n_classes, seed=1)
     head = fit_head("logreg", x, y)
-    standardized = (x - x.mean(0)) / x.std(0)
+    standardized = (x - x.mean(0)) / _shrunk_scale(x)
     reference = LogisticRegression(C=head.params["C"], max_iter=3000).fit(standardized, y)
     np.testing.assert_allclose(
         head.predict_proba(x), reference.predict_proba(standardized), atol=1e-4
@@ -109,7 +115,7 @@ def test_a_few_shot_logreg_repeats_its_cv_and_takes_the_one_standard_error_choic
     # the same folds, scored here: the chosen C is the rule's, not simply the lowest mean loss
     order, _ = canonical_order(x, np.searchsorted(["a", "b", "c"], y))
     x, y = x[order], y[order]
-    xs = (x - x.mean(0)) / x.std(0)
+    xs = (x - x.mean(0)) / _shrunk_scale(x)
     splits = [
         split
         for repeat in range(3)
@@ -231,3 +237,21 @@ def test_a_non_head_file_is_refused(tmp_path: Path) -> None:
     bogus.write_bytes(b"nonsense")
     with pytest.raises(DataError, match=r"not a graft head file"):
         ClassicHead.load(bogus)
+
+
+def test_a_nearly_constant_feature_gets_no_outsized_weight() -> None:
+    # eight informative features and one that hardly varies but tracks the label: divided by
+    # its own spread it counted as much as the rest, and its folded weight (coefficient over
+    # spread) went into the thousands, so a noise of 1e-3 in it (int8, bf16) moved the logits
+    # by several units (the ELPV probe: -180 on a feature of spread 1.2e-4)
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b"], 100)
+    informative = rng.normal(0, 1, (200, 8)) + (y == "b")[:, None] * 0.8
+    faint = 1e-4 * (rng.normal(0, 1, (200, 1)) + (y == "b")[:, None] * 2.0)
+    x = np.hstack([informative, faint])
+    head = fit_head("logreg", x, y)
+    weight, _ = linear_layer(head)
+    assert float(weight[:, 8].abs().max()) <= float(weight[:, :8].abs().max())
+    noisy = x.copy()
+    noisy[:, 8] += 1e-3
+    assert np.abs(head.predict_proba(noisy) - head.predict_proba(x)).max() < 0.01

@@ -14,7 +14,16 @@ linear run's network (:class:`graft.models.RunModel`) and goes into its exports.
 * ``centroid``: nearest class mean by cosine similarity (the few-shot baseline), probabilities
   as a softmax with a fitted temperature.
 
-Features are standardised with the training mean and standard deviation first.
+Features are centred on the training mean and divided by a scale first: for the SVM, k-NN and
+centroid each feature's standard deviation; for the logistic regression the square root of each
+feature's variance plus the average feature's variance. That shrinks every feature's spread
+toward the common one, so a feature that hardly varies in the training images (with a few
+images per class, many do) is not blown up to the weight of the rest; folded into a linear
+layer, such a feature had a weight of -180 in the ELPV probe. Measured with
+``bench/accuracy.py`` (2 cores, same machine and run conditions), the probe went from 82.93 to
+85.06 % on ELPV, 93.41 to 94.41 % on brain_mri, 75.29 to 86.61 % on potato_disease with 5
+images per class and 57.33 to 66.21 % on brain_mri with 5, and stayed the same on
+cats_and_dogs_filtered and potato_disease.
 
 Example:
     >>> import numpy as np
@@ -168,7 +177,11 @@ def fit_head(
     order, canonical_groups = canonical_order(x, y, None if groups is None else np.asarray(groups))
     x, y = x[order], y[order]
     mean = x.mean(axis=0)
-    scale = x.std(axis=0)
+    variance = x.var(axis=0)
+    if kind == "logreg":
+        # each feature's variance shrunk toward the average feature's (the module docstring)
+        variance = variance + variance.mean()
+    scale = np.sqrt(variance)
     scale[scale < 1e-12] = 1.0
     xs = (x - mean) / scale
     head = ClassicHead(kind=kind, classes=names, arrays={"mean": mean, "scale": scale})
