@@ -20,7 +20,7 @@ feature's variance plus the average feature's variance. That shrinks every featu
 toward the common one, so a feature that hardly varies in the training images (with a few
 images per class, many do) is not blown up to the weight of the rest; folded into a linear
 layer, such a feature had a weight of -180 in the ELPV probe. bench/README.md ("The probe's
-scale changed after this table") has the probe's accuracy before and after on every dataset.
+scale (4aca854)") has the probe's accuracy before and after on every dataset.
 
 Example:
     >>> import numpy as np
