@@ -178,18 +178,12 @@ def _elpv_linear_probe(console: Console, data: DemoData) -> str:
     )
 
 
-#: Seconds the fine-tune's final evaluation costs besides predicting: loading, the safeguard.
-EVALUATION_SETUP = 15.0
-#: Views a second the final evaluation predicts (2 cores, fp32, measured by the demo).
-EVALUATION_SPEED = 100.0
-
-
 def _elpv_finetune(console: Console, data: DemoData) -> str:
     from graft.cli.render import TrainingProgress, data_summary
     from graft.config import cache_dir
     from graft.data.dataset import from_items
     from graft.data.splits import assign_splits
-    from graft.ladder.auto import Deadline
+    from graft.ladder.auto import Deadline, evaluation_reserve
     from graft.training import NeuralOptions, train_neural
     from graft.training.options import CARVED_VAL
     from graft.tta import views
@@ -215,8 +209,8 @@ def _elpv_finetune(console: Console, data: DemoData) -> str:
     published = assign_splits(from_items(data.cells, source="elpv-binary"), val=0.0, test=0.25)
     # the final evaluation predicts every view of the test split and the carved validation split
     evaluated = len(published.split("test")) + CARVED_VAL * len(published.split("train"))
-    predicted = evaluated * len(views(ELPV_VIEWS))
-    deadline = Deadline(data.deadline, reserve=EVALUATION_SETUP + predicted / EVALUATION_SPEED)
+    reserve = evaluation_reserve(evaluated, views=len(views(ELPV_VIEWS)))
+    deadline = Deadline(data.deadline, reserve=reserve)
     result = train_neural(
         published,
         out=cache_dir() / data.folder / "elpv-finetune",

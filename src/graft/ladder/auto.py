@@ -60,6 +60,26 @@ LADDER = "ladder"
 DEEP_COST = 1.6
 
 
+#: Seconds a neural run's final evaluation costs besides predicting (loading, the safeguard).
+EVALUATION_SETUP = 12.0
+#: Images a second it decodes, and views a second it predicts (2 cores, fp32): 40 images a
+#: second with one view each (auto's rungs), 12 with eight (the demo's ELPV fine-tune).
+DECODE_SPEED, VIEW_SPEED = 60.0, 120.0
+
+
+def evaluation_reserve(images: int | float, views: int = 1) -> float:
+    """Seconds to keep for a neural run's final evaluation of ``images``, ``views`` each.
+
+    The evaluation decodes each image once and predicts each of its test-time views, then
+    scores the run's probe beside it (:data:`EVALUATION_SETUP`).
+
+    Example:
+        >>> evaluation_reserve(400), evaluation_reserve(120, views=8)
+        (22.0, 22.0)
+    """
+    return EVALUATION_SETUP + images / DECODE_SPEED + images * views / VIEW_SPEED
+
+
 def parse_budget(budget: str | float | int) -> float:
     """Seconds from ``90``, ``"90s"``, ``"10m"`` or ``"1h"``.
 
@@ -264,7 +284,7 @@ def train_auto(
     manifest.parent.mkdir()
     write_manifest(manifest, report.images.samples, report.hashes)
     evaluated = len(report.images.split("val")) + len(report.images.split("test"))
-    reserve = 10.0 + evaluated / 40  # the final evaluation of a neural rung, at ~40 img/s
+    reserve = evaluation_reserve(evaluated)  # rungs compare without test-time views
 
     def say(rung: str, message: str) -> None:
         if on_rung is not None:
