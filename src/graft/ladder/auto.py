@@ -62,9 +62,12 @@ DEEP_COST = 1.6
 
 #: Seconds a neural run's final evaluation costs besides predicting (loading, the safeguard).
 EVALUATION_SETUP = 12.0
-#: Images a second it decodes, and views a second it predicts (2 cores, fp32): 40 images a
-#: second with one view each (auto's rungs), 12 with eight (the demo's ELPV fine-tune).
-DECODE_SPEED, VIEW_SPEED = 60.0, 120.0
+#: Images a second the final evaluation decodes (2 cores, fp32). With :data:`VIEW_SPEED` it
+#: gives the two rates measured before: 40 images a second with one view each (auto's rungs)
+#: and about 12 with eight (the demo's ELPV fine-tune).
+DECODE_SPEED = 60.0
+#: Test-time views a second the final evaluation predicts (2 cores, fp32).
+VIEW_SPEED = 120.0
 
 
 def evaluation_reserve(images: int | float, views: int = 1) -> float:
