@@ -14,7 +14,8 @@ top-1 agreement. The check runs by default and the export fails loudly if it doe
 99 %).
 
 int8 is NNCF's quantization with accuracy control (:mod:`graft.engines.nncf_worker`): calibrated
-on up to 300 training images, the depthwise convolutions kept in float, and the most sensitive
+on up to 300 training images, the depthwise convolutions and those whose input no activation
+bounds (the stem, the expansions reading the residual stream) kept in float, and the most sensitive
 other operations reverted to float until the quantized model agrees with the float one on the
 300 hardest of up to 1,000 other training images. The export reports float and int8 accuracy on
 the validation (else test) split side by side, and refuses an int8 model that loses more than

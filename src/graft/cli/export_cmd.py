@@ -35,7 +35,8 @@ def export(
         typer.echo(
             f"int8: calibrated on {q['calibration_images']} training images; agrees with float "
             f"on {q['validation_agreement']:.1%} of the {q['validation_images']} hardest held-out "
-            f"training images ({q['float_depthwise']} depthwise convolutions and the most "
+            f"training images ({q['float_depthwise']} depthwise convolutions, "
+            f"{q.get('float_unbounded_input', 0)} reading an unbounded input and the most "
             "sensitive operations kept in float)"
         )
     if result.checked:
