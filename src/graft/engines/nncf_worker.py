@@ -144,6 +144,16 @@ def unbounded_input_convolutions(model: Any) -> list[str]:
     Such an input is signed and its channels range widely, which one int8 scale per tensor
     cannot hold; a convolution that reads an activation's output (a ReLU6, a swish) is
     quantized.
+
+    Example:
+        >>> from onnx import helper
+        >>> nodes = [
+        ...     helper.make_node("Relu", ["x"], ["r"]),
+        ...     helper.make_node("Conv", ["r", "w"], ["a"], name="after_relu"),
+        ...     helper.make_node("Conv", ["x", "w"], ["b"], name="on_the_input"),
+        ... ]
+        >>> unbounded_input_convolutions(helper.make_model(helper.make_graph(nodes, "g", [], [])))
+        ['on_the_input']
     """
     producer = {output: node for node in model.graph.node for output in node.output}
     names = []
