@@ -36,7 +36,7 @@ def export(
             f"int8: calibrated on {q['calibration_images']} training images; agrees with float "
             f"on {q['validation_agreement']:.1%} of the {q['validation_images']} hardest held-out "
             f"training images ({q['float_depthwise']} depthwise convolutions, "
-            f"{q.get('float_unbounded_input', 0)} reading an unbounded input and the most "
+            f"{q['float_unbounded_input']} reading an unbounded input and the most "
             "sensitive operations kept in float)"
         )
     if result.checked:

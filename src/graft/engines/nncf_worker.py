@@ -132,9 +132,8 @@ def depthwise_convolutions(model: Any) -> list[str]:
 _PASS_THROUGH = frozenset({"Pad", "Identity", "Reshape", "Cast", "Flatten"})
 #: Operations whose output is bounded or one-signed (what a per-tensor scale holds); a ``Mul``
 #: counts where it gates by a sigmoid (swish, squeeze-and-excitation), not where it scales.
-_ACTIVATIONS = frozenset(
-    {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Selu"}
-)
+_GATES = frozenset({"Sigmoid", "HardSigmoid"})
+_ACTIVATIONS = _GATES | {"Relu", "Clip", "HardSwish", "LeakyRelu", "Elu", "Selu"}
 
 
 def unbounded_input_convolutions(model: Any) -> list[str]:
@@ -166,10 +165,7 @@ def unbounded_input_convolutions(model: Any) -> list[str]:
         gated = (
             source is not None
             and source.op_type == "Mul"
-            and any(
-                getattr(producer.get(name), "op_type", "") in ("Sigmoid", "HardSigmoid")
-                for name in source.input
-            )
+            and any(getattr(producer.get(name), "op_type", "") in _GATES for name in source.input)
         )
         if source is None or not (source.op_type in _ACTIVATIONS or gated):
             names.append(node.name)
