@@ -277,6 +277,45 @@ def test_boundary_cache_and_frozen_lower_paths(split_folders: Path, tmp_path: Pa
     assert all(torch.equal(before[k], state[f"backbone.{k}"]) for k in before)
 
 
+def test_unfrozen_convolutions_train_in_channels_last_memory(
+    split_folders: Path, tmp_path: Path
+) -> None:
+    """Every convolution that trains sees its weight and its input in channels-last memory
+    (bench/finetune_speed.py: the unfrozen step is faster so on a CPU): the top stage on the
+    boundary from the frozen lower part, and everything on decoded pixels. The stem matters:
+    a 1 x 1 or depthwise kernel is laid out the same either way, its 3 x 3 x 3 one is not."""
+    layouts: list[tuple[bool, bool]] = []
+
+    class ConvLayouts(Callback):
+        def on_train_begin(self, state: dict[str, Any]) -> None:
+            for module in state["model"].modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    module.register_forward_pre_hook(self.record)
+
+        @staticmethod
+        def record(conv: torch.nn.Conv2d, args: tuple[torch.Tensor, ...]) -> None:
+            if conv.weight.requires_grad:  # unfrozen
+                layouts.append(
+                    (
+                        conv.weight.is_contiguous(memory_format=torch.channels_last),
+                        args[0].is_contiguous(memory_format=torch.channels_last),
+                    )
+                )
+
+    # the boundary from the frozen lower part; decoded pixels through everything, stem included
+    for unfreeze, fast_paths, path in (("1", True, "frozen-lower"), ("all", False, "full")):
+        layouts.clear()
+        options = _options(
+            epochs=2, freeze_epochs=1, unfreeze=unfreeze, augment="light", fast_paths=fast_paths
+        )
+        result = train_neural(
+            split_folders, out=tmp_path / path, options=options, callbacks=[ConvLayouts()]
+        )
+        assert result.history[1]["path"] == path
+        assert layouts, "no trainable convolution ran"
+        assert all(weight and inputs for weight, inputs in layouts), layouts[:3]
+
+
 @pytest.mark.slow
 def test_scratch_trains_everything_from_random_weights(split_folders: Path, tmp_path: Path) -> None:
     result = train_neural(

@@ -131,6 +131,20 @@ def phase_schedule(
     )
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move a batch to ``device``; image batches (4-D) in channels-last memory, the layout the
+    model is kept in (oneDNN's and cuDNN's convolutions run fastest in it).
+
+    Example:
+        >>> batch = to_device(torch.zeros(2, 3, 4, 4), torch.device("cpu"))
+        >>> batch.is_contiguous(memory_format=torch.channels_last)
+        True
+    """
+    if tensor.dim() == 4:
+        return tensor.to(device, memory_format=torch.channels_last)
+    return tensor.to(device)
+
+
 def autocast(precision: str, device: torch.device) -> Any:
     """bf16 autocast for ``precision == 'bf16'``, else a no-op context."""
     if precision == "bf16":
@@ -156,7 +170,7 @@ def train_epoch(
     """
     total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
     for inputs, targets in batches:
-        inputs, targets = inputs.to(settings.device), targets.to(settings.device)
+        inputs, targets = to_device(inputs, settings.device), targets.to(settings.device)
         soft = targets.is_floating_point()  # mixed batches carry soft targets
         labels = targets.argmax(1) if soft else targets
         with autocast(settings.precision, settings.device):
@@ -199,7 +213,7 @@ def evaluate_batches(
     trainable.eval()
     probabilities, targets, loss, seen = [], [], 0.0, 0
     for inputs, target in batches:
-        inputs, target = inputs.to(settings.device), target.to(settings.device)
+        inputs, target = to_device(inputs, settings.device), target.to(settings.device)
         with autocast(settings.precision, settings.device):
             logits = trainable(inputs).float()
         loss += float(nn.functional.cross_entropy(logits, target, reduction="sum"))

@@ -179,7 +179,9 @@ class Trainer:
         self.safeguard: dict[str, Any] = {}
         self.stopped_phases: list[int] = []
         self.finished = False
-        self.model.to(self.device)
+        # channels-last memory: on 2 CPU cores the unfrozen stages' step is 1.3-1.4x faster
+        # (bench/finetune_speed.py); loop.to_device gives the batches the same layout
+        self.model.to(self.device).to(memory_format=torch.channels_last)
 
     @property
     def uses_probe(self) -> bool:
