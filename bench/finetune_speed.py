@@ -3,8 +3,10 @@
 An unfrozen epoch of ``graft train --strategy finetune`` runs the frozen lower stages on the
 inference engine and, in PyTorch, the forward, backward and AdamW step of the top stages and
 the head. This times that PyTorch step at the freeze boundary of ``--unfreeze N`` on one
-batch (random pixels through the real lower part), the two memory layouts alternating so that
-both see the same machine, and checks that both give the same logits and gradients.
+batch (random pixels through the real lower part; the batch's conversion from the engine's
+contiguous output timed with the step), the two memory layouts alternating, each first in every
+other round, so that both see the same machine; it stops unless both give the same logits and
+gradients.
 
 Usage:
     .venv/bin/python bench/finetune_speed.py [--backbone efficientnet_lite0.in1k]
@@ -41,9 +43,15 @@ def _trainable(backbone: str, unfreeze: int) -> tuple[nn.Module, nn.Module]:
 
 
 def _step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, y: torch.Tensor
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    boundary: torch.Tensor,
+    y: torch.Tensor,
+    layout: torch.memory_format,
 ) -> torch.Tensor:
-    logits = model(inputs)
+    """One training step as the trainer takes it: the batch from the frozen part (contiguous,
+    as the engine returns it) laid out first, then forward, backward and AdamW."""
+    logits = model(boundary.contiguous(memory_format=layout))
     loss = nn.functional.cross_entropy(logits, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -64,17 +72,17 @@ def main() -> None:
         boundary = lower(torch.randn(args.batch, 3, 224, 224))
     y = torch.randint(0, 2, (args.batch,))
     layouts = {
-        "contiguous": (first, boundary.contiguous()),
+        "contiguous": (first, torch.contiguous_format),
         "channels_last": (
             copy.deepcopy(first).to(memory_format=torch.channels_last),
-            boundary.contiguous(memory_format=torch.channels_last),
+            torch.channels_last,
         ),
     }
     # the same weights and the same first step in both layouts
     first_logits, grads = {}, {}
-    for name, (model, inputs) in layouts.items():
+    for name, (model, layout) in layouts.items():
         torch.manual_seed(1)  # the same dropout mask
-        logits = model(inputs)
+        logits = model(boundary.contiguous(memory_format=layout))
         nn.functional.cross_entropy(logits, y).backward()
         first_logits[name] = logits.detach()
         grads[name] = torch.cat(
@@ -84,16 +92,21 @@ def main() -> None:
     logit_gap = float((first_logits["contiguous"] - first_logits["channels_last"]).abs().max())
     grad_gap = float((grads["contiguous"] - grads["channels_last"]).abs().max())
     grad_scale = float(grads["contiguous"].abs().max())
+    if not (logit_gap < 1e-4 and grad_gap < 1e-4 * grad_scale):
+        raise SystemExit(f"the layouts disagree: logits by {logit_gap}, gradients by {grad_gap}")
     optimizers = {
         name: torch.optim.AdamW(model.parameters(), lr=1e-4) for name, (model, _) in layouts.items()
     }
     times: dict[str, list[float]] = {name: [] for name in layouts}
-    for name, (model, inputs) in layouts.items():  # warm-up
-        _step(model, optimizers[name], inputs, y)
-    for _ in range(args.repeats):
-        for name, (model, inputs) in layouts.items():
+    for name, (model, layout) in layouts.items():  # warm-up
+        _step(model, optimizers[name], boundary, y, layout)
+    for repeat in range(args.repeats):
+        # each layout goes first in every other round
+        order = list(layouts) if repeat % 2 == 0 else list(reversed(layouts))
+        for name in order:
+            model, layout = layouts[name]
             start = time.perf_counter()
-            _step(model, optimizers[name], inputs, y)
+            _step(model, optimizers[name], boundary, y, layout)
             times[name].append(time.perf_counter() - start)
     median = {name: statistics.median(values) for name, values in times.items()}
     print(

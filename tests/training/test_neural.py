@@ -283,7 +283,8 @@ def test_unfrozen_convolutions_train_in_channels_last_memory(
     """Every convolution that trains sees its weight and its input in channels-last memory
     (bench/finetune_speed.py: the unfrozen step is faster so on a CPU): the top stage on the
     boundary from the frozen lower part, and everything on decoded pixels. The stem matters:
-    a 1 x 1 or depthwise kernel is laid out the same either way, its 3 x 3 x 3 one is not."""
+    a 1 x 1 or depthwise kernel is laid out the same either way, its 3 x 3 x 3 one is not, so
+    the first case checks the batches' layout and the second the model's."""
     layouts: list[tuple[bool, bool]] = []
 
     class ConvLayouts(Callback):
