@@ -146,9 +146,10 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
-    """The layout training keeps convolutions in: channels-last on a CPU, where oneDNN's
-    forward, backward and AdamW step of lite0's top stages is 1.3-1.5x faster so
-    (bench/finetune_speed.py); elsewhere PyTorch's default, as nothing was measured there.
+    """The layout training keeps convolutions in: channels-last on a CPU, where oneDNN runs
+    the forward, backward and AdamW step of lite0's top stages 1.5-1.7x faster so, and an
+    unfrozen epoch 1.17x (bench/finetune_speed.py, bench/README.md); elsewhere PyTorch's
+    default, as nothing was measured there.
 
     Example:
         >>> memory_format(torch.device("cpu")), memory_format(torch.device("cuda"))
