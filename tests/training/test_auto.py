@@ -58,7 +58,7 @@ def test_the_deadline_shortens_a_phase_counting_the_pauses_between_epochs(
             {**state, "phase_epoch": number, "phase_epochs": 4, "shorten_phase": lengths.append}
         )
 
-    deadline.on_phase_begin({"phase": "unfrozen"})
+    deadline.on_phase_begin({"phase": "unfrozen", "epoch": 0})
     epoch(1, 0.0, 20.0)  # three more 20-s epochs fit in the 80 s left
     epoch(2, 30.0, 50.0)  # but each is followed by a 10-s pause (checkpoints): one more fits
     assert lengths == [3] and deadline.shortened == ["unfrozen from 4 to 3 epochs"]
@@ -70,7 +70,7 @@ def test_a_last_epoch_that_may_fit_is_made_the_phases_last(monkeypatch: pytest.M
     clock = [9.0]
     monkeypatch.setattr(auto, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     deadline, lengths = Deadline(100.0, reserve=10.0), []
-    deadline.on_phase_begin({"phase": "unfrozen"})
+    deadline.on_phase_begin({"phase": "unfrozen", "epoch": 0})
     deadline.on_epoch_begin({"phase": "unfrozen", "epoch": 1})
     clock[0] = 49.0  # a 40-s epoch; 41 s left: another fits if its pause is under a second
     state = {"phase": "unfrozen", "record": {"seconds": 40.0}, "phase_epochs": 4}
@@ -79,6 +79,31 @@ def test_a_last_epoch_that_may_fit_is_made_the_phases_last(monkeypatch: pytest.M
     clock[0] = 49.5
     deadline.on_epoch_begin({"phase": "unfrozen", "epoch": 2})  # it runs
     assert deadline.cut == []
+
+
+@pytest.mark.slow
+def test_a_phase_whose_first_epoch_cannot_fit_is_not_set_up(
+    colours: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with no time left, neither phase passes its frozen stages over the training images
+    # (the unfrozen phase's set-up, the longest, would be spent on an epoch that never runs)
+    from graft.training import NeuralOptions, train_neural
+    from graft.training.inputs import PhaseInputs
+
+    built: list[str] = []
+    set_up = PhaseInputs.epoch_data
+
+    def spy(self: PhaseInputs, phase: Any) -> Any:
+        built.append(phase.name)
+        return set_up(self, phase)
+
+    monkeypatch.setattr(PhaseInputs, "epoch_data", spy)
+    deadline = Deadline(time.monotonic() - 1.0)
+    options = NeuralOptions(strategy="finetune", epochs=2, freeze_epochs=1, **QUICK)
+    result = train_neural(colours, out=tmp_path / "run", options=options, callbacks=[deadline])
+    assert built == []
+    assert deadline.cut == ["head epoch 1", "unfrozen epoch 2"]
+    assert result.safeguard["kept"] == "probe" and result.metrics["test"]["accuracy"] > 0.5
 
 
 @pytest.fixture(scope="module")

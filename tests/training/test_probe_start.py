@@ -18,6 +18,8 @@ import graft
 from graft.errors import ConfigError
 from graft.heads import fit_head
 from graft.models.transfer import HeadConfig, NeuralHead
+from graft.predictor import NeuralPredictor
+from graft.runs import predictions_file, read_predictions
 from graft.training import Callback, NeuralOptions, train_neural
 from graft.training.probe import probe_layer, start_from_probe
 from spies import record_precision
@@ -146,6 +148,37 @@ def test_the_safeguard_keeps_the_probe_when_fine_tuning_fails(
         atol=1e-4,
         rtol=0,
     )
+
+
+@pytest.mark.slow
+def test_a_kept_probe_is_evaluated_from_the_cache_as_the_network_predicts(
+    three_colours: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the final evaluation of a kept probe reads the cached features of every view instead of
+    # running the network over the images again: what it records is what the saved network
+    # predicts, with the run's TTA
+    options = NeuralOptions(
+        strategy="finetune",
+        epochs=2,
+        lr=50.0,
+        backbone_lr=10,
+        augment="none",
+        tta="dihedral",
+        **SAME_FEATURES,
+    )
+
+    def no_second_pass(*_: object) -> None:
+        raise AssertionError("the network ran over the images to evaluate a kept probe")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(NeuralPredictor, "probabilities_from_pixels", no_second_pass)
+        result = train_neural(three_colours, out=tmp_path / "run", options=options)
+    assert result.safeguard["kept"] == "probe"
+    for split in ("val", "test"):
+        paths, truth, proba, classes = read_predictions(tmp_path / "run" / predictions_file(split))
+        assert len(paths) == 9 and set(truth) == set(classes)  # three of each class
+        network = graft.load(tmp_path / "run").predict_proba(paths)
+        np.testing.assert_allclose(proba, network, atol=1e-5, rtol=0)
 
 
 @pytest.mark.slow

@@ -113,7 +113,9 @@ class Deadline(Callback):
     Training", ICLR 2020). Before each epoch, one that would still overrun ends the phase
     (:class:`StopTraining`); its cost is that of the same phase so far, else three times the
     last epoch (an unfrozen epoch costs more than a frozen one), else unknown (the first
-    epoch of a run always runs). ``reserve`` seconds are kept for the final evaluation.
+    epoch of a run runs unless the reserve alone overruns). The same check before a phase's
+    set-up spares the set-up of a phase whose first epoch would be cut. ``reserve`` seconds
+    are kept for the final evaluation.
 
     Example:
         >>> import time
@@ -147,13 +149,19 @@ class Deadline(Callback):
 
     def on_phase_begin(self, state: dict[str, Any]) -> None:
         self.ended = None  # a phase's set-up is not a pause between its epochs
+        # the first epoch's own check, before the phase spends time on its set-up
+        self._check(state["phase"], state["epoch"], time.monotonic())
 
     def on_epoch_begin(self, state: dict[str, Any]) -> None:
         phase, now = state["phase"], time.monotonic()
         if self.ended is not None and self.ended[0] == phase:
             self.pause[phase] = max(self.pause.get(phase, 0.0), now - self.ended[1])
+        self._check(phase, state["epoch"], now)
+
+    def _check(self, phase: str, epoch: int, now: float) -> None:
+        """End the phase before ``epoch`` if that epoch would overrun."""
         if now + self._cost(phase) + self.reserve > self.deadline:
-            self.cut.append(f"{phase} epoch {state['epoch'] + 1}")
+            self.cut.append(f"{phase} epoch {epoch + 1}")
             raise StopTraining("the time budget would be overrun")
 
     def on_epoch_end(self, state: dict[str, Any]) -> None:

@@ -55,9 +55,10 @@ class Callback:
 
     def on_phase_begin(self, state: dict[str, Any]) -> None:
         """Before a phase's first epoch (its remaining epochs, on resume), before its inputs
-        are built; ``state`` holds ``phase``, ``phase_index``, ``phase_top`` and ``model``.
-        A callback that freezes or unfreezes stages puts their names in
-        ``state["trainable_stages"]``."""
+        are built; ``state`` holds ``phase``, ``phase_index``, ``phase_top``, ``model`` and
+        ``epoch`` (the first to run). A callback that freezes or unfreezes stages puts their
+        names in ``state["trainable_stages"]``; one that raises :class:`StopTraining` ends the
+        phase before its inputs are built."""
 
     def on_epoch_begin(self, state: dict[str, Any]) -> None:
         """Before each epoch (the model is in training mode)."""

@@ -31,7 +31,12 @@ from graft.runs import (
     write_predictions,
 )
 from graft.training.linear import library_versions
-from graft.training.lpft import average_with_the_probe, probe_margin, refit_probe
+from graft.training.lpft import (
+    average_with_the_probe,
+    probe_margin,
+    probe_probabilities,
+    refit_probe,
+)
 from graft.training.probe import safeguard_summary, shown_figure
 
 if TYPE_CHECKING:
@@ -152,7 +157,10 @@ def finish_run(trainer: Trainer, *, parameters_identical: bool = True) -> dict[s
         samples = trainer.samples[split]
         if not samples:
             continue
-        proba, ok, _ = predictor.predict_files([s.path for s in samples])
+        if config["best_weights"] == "probe":  # the pretrained backbone: its cached features
+            proba, ok = probe_probabilities(trainer, samples)
+        else:
+            proba, ok, _ = predictor.predict_files([s.path for s in samples])
         truth = [s.label for s, flag in zip(samples, ok, strict=True) if flag]
         metrics[split] = classification_metrics(truth, proba[ok], trainer.classes)
         write_predictions(

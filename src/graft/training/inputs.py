@@ -24,7 +24,7 @@ from graft.data.dataset import Sample
 from graft.data.transforms import eval_transform, resize_target
 from graft.data.validate import DataReport
 from graft.errors import DataError
-from graft.features.extract import FeatureSpec, extract_features
+from graft.features.extract import ExtractionResult, FeatureSpec, extract_features
 from graft.features.layers import feature_module
 from graft.features.precision import select_precision
 from graft.models.transfer import TransferModel
@@ -270,13 +270,20 @@ class PhaseInputs:
         process only (the end of a run, on rank 0), with no other to wait for."""
         if not samples:
             return None
-        spec = self._feature_spec().with_view(*view)
-        with contextlib.nullcontext() if alone else self.context.main_first():
-            result = extract_features([s.path for s in samples], spec, engine=self.options.engine)
+        result = self.view_extraction(samples, view, alone=alone)
         if not result.ok.all():
             bad = ", ".join(str(p) for p, _ in result.failures[:3])
             raise DataError(f"images failed to decode during training: {bad}; remove them")
         return torch.from_numpy(result.features)
+
+    def view_extraction(
+        self, samples: list[Sample], view: tuple[int, bool] = (0, False), *, alone: bool = False
+    ) -> ExtractionResult:
+        """:meth:`cached_features` with the extraction's result as it is: the rows of images
+        that failed to decode are NaN and flagged in its ``ok`` mask, instead of raising."""
+        spec = self._feature_spec().with_view(*view)
+        with contextlib.nullcontext() if alone else self.context.main_first():
+            return extract_features([s.path for s in samples], spec, engine=self.options.engine)
 
     def _precompute(
         self, runner: Callable[[torch.Tensor], torch.Tensor], samples: list[Sample]

@@ -4,7 +4,9 @@ Before the first epoch a trainer that uses the probe fits graft's logistic regre
 cached training features, starts its head from it (LP-FT) and, with a validation split, saves
 it as the checkpoint to beat (the safeguard). A trained epoch replaces it only by more than one
 standard error of its validation accuracy; a probe that is kept is fitted again, at the end, on
-train and the validation split carved from it.
+train and the validation split carved from it. Its final evaluation reads the cached features
+(:func:`probe_probabilities`): with the backbone as pretrained, the network's prediction is the
+probe's on them, and the images need not run through the network again.
 
 A trained ``head`` that is kept ends halfway between itself and the probe it started from
 (:func:`average_with_the_probe`): WiSE-FT (Wortsman et al., CVPR 2022, "Robust fine-tuning of
@@ -14,7 +16,7 @@ features the average of the weights is the average of the two heads' logits, an 
 probe and the trained head in one layer.
 
 Example:
-    >>> callable(start_from_the_probe), callable(refit_probe), callable(average_with_the_probe)
+    >>> callable(start_from_the_probe), callable(refit_probe), callable(probe_probabilities)
     (True, True, True)
 """
 
@@ -78,6 +80,35 @@ def refit_probe(trainer: Trainer) -> None:
     start_from_probe(trainer.model.head, *probe_layer(fitted))
     if trainer.probe is not None:
         trainer.probe["refit_C"] = fitted.params["C"]
+
+
+def probe_probabilities(trainer: Trainer, samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
+    """The probabilities of a run whose kept weights are the probe, from the feature cache.
+
+    The backbone is then the pretrained one, so the network's prediction of an image is its
+    head on the frozen features: those of each of the run's views (``--tta``), averaged as
+    the predictor averages them. The linear strategy evaluates its probe the same way; a
+    neural run then spends no second pass of the network over its validation and test images
+    (with ``--tta dihedral``, eight).
+
+    Returns:
+        ``N x classes`` probabilities (rows of images that failed to decode are NaN) and the
+        mask of rows that hold them, as :meth:`graft.predictor.Predictor.predict_files` gives.
+    """
+    head = trainer.model.head.eval()
+    device = next(head.parameters()).device
+    total = np.zeros((len(samples), len(trainer.classes)))
+    ok = np.ones(len(samples), dtype=bool)
+    chosen = views(trainer.options.tta)
+    for view in chosen:
+        result = trainer.inputs.view_extraction(samples, view, alone=True)
+        ok &= result.ok
+        features = torch.from_numpy(np.nan_to_num(result.features)).to(device)
+        with torch.inference_mode():
+            total += head(features).float().softmax(1).cpu().double().numpy()
+    proba = total / len(chosen)
+    proba[~ok] = np.nan
+    return proba, ok
 
 
 def average_with_the_probe(trainer: Trainer, *, refit: bool) -> dict[str, Any] | None:

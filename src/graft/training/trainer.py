@@ -279,14 +279,17 @@ class Trainer:
             "phase_top": phase.top,
             "model": self.model,
             "trainable_stages": [],
+            "epoch": self.epoch,
+            "stopped": False,
         }
-        for callback in self.callbacks:  # the fine-tuning policy freezes and unfreezes
-            callback.on_phase_begin(state)
-        trainable_stages = list(state["trainable_stages"])
-        data = self.inputs.epoch_data(phase)
-        data.trainable = self.context.wrap(data.trainable, self.device)
-        state["stopped"] = False
         try:
+            # the fine-tuning policy freezes and unfreezes; a callback may end the phase before
+            # its set-up (its inputs' pass through the frozen stages), as before an epoch
+            for callback in self.callbacks:
+                callback.on_phase_begin(state)
+            trainable_stages = list(state["trainable_stages"])
+            data = self.inputs.epoch_data(phase)
+            data.trainable = self.context.wrap(data.trainable, self.device)
             while self.epoch < start + phase.epochs:
                 self._run_epoch(index, phase, data, start, trainable_stages)
         except StopTraining:
