@@ -122,6 +122,27 @@ def test_demo_runs_offline() -> None:
     assert "demo-quick" in result.output
 
 
+def test_the_demo_reserves_its_evaluation_at_the_speed_step_2_measured() -> None:
+    """Step 3 keeps time for its final evaluation at the rate step 2 extracted features on this
+    machine (decoding included); a rerun served from the cache measured nothing."""
+    import json
+
+    from graft.cli.demo import DemoData, _step_2_speed
+    from graft.config import cache_dir
+    from graft.runs import CONFIG
+
+    data = DemoData([], quick=True)
+    assert _step_2_speed(data) is None  # no step 2 yet
+    config = cache_dir() / data.folder / "elpv-linear" / CONFIG
+    config.parent.mkdir(parents=True)
+    record = {"extraction": {"computed": 800, "cached": 0}, "timings_s": {"extract": 20.0}}
+    config.write_text(json.dumps(record))
+    assert _step_2_speed(data) == 40.0
+    record["extraction"]["cached"] = 4000  # a rerun: its seconds were mostly cache reads
+    config.write_text(json.dumps(record))
+    assert _step_2_speed(data) is None
+
+
 def test_looking_up_backbones_does_not_import_torch() -> None:
     """Start-up stays fast: embedded records and the CLI's import need no PyTorch."""
     code = (
