@@ -354,6 +354,45 @@ def test_transfer_from_an_earlier_run(
     assert result.metrics["val"]["n"] > 0
 
 
+@pytest.mark.slow
+def test_a_kept_probe_on_an_earlier_runs_backbone_is_evaluated_by_the_network(
+    finetuned: tuple[Path, Recorder, Any], tmp_path: Path
+) -> None:
+    # the feature cache holds the library's pretrained backbone, not the earlier run's
+    # fine-tuned one: a probe kept on that backbone is evaluated by the saved network itself
+    from graft.predictor import NeuralPredictor
+    from graft.runs import predictions_file, read_predictions
+
+    source, _, _ = finetuned
+    data = write_class_folders(tmp_path / "three", 6, classes=("red", "blue", "green"))
+    options = _options(
+        strategy="head",
+        epochs=1,
+        lr=50.0,  # wrecks the head: the safeguard keeps the probe
+        backbone=f"run:{source}",
+        augment="none",
+        safeguard=True,
+        precision="fp32",
+    )
+    ran: list[int] = []
+    network_pass = NeuralPredictor.probabilities_from_pixels
+
+    def spy(self: NeuralPredictor, inputs: Any) -> Any:
+        ran.append(len(inputs[0]))
+        return network_pass(self, inputs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(NeuralPredictor, "probabilities_from_pixels", spy)
+        train_neural(data, out=tmp_path / "third", options=options)
+    config = json.loads((tmp_path / "third" / "config.json").read_text())
+    assert config["best_weights"] == "probe"
+    paths, _, proba, _ = read_predictions(tmp_path / "third" / predictions_file("val"))
+    assert not (tmp_path / "third" / predictions_file("test")).exists()
+    assert sum(ran) == len(paths) > 0  # the network predicted every validation image
+    network = graft.load(tmp_path / "third").predict_proba(paths)
+    np.testing.assert_allclose(proba, network, atol=1e-5, rtol=0)
+
+
 def test_resume_of_a_complete_run_is_refused(finetuned: tuple[Path, Recorder, Any]) -> None:
     run, _, _ = finetuned
     with pytest.raises(ConfigError, match="this run is complete"):

@@ -157,7 +157,7 @@ def finish_run(trainer: Trainer, *, parameters_identical: bool = True) -> dict[s
         samples = trainer.samples[split]
         if not samples:
             continue
-        if config["best_weights"] == "probe":  # the pretrained backbone: its cached features
+        if _probe_from_the_cache(trainer, config, predictor):
             proba, ok = probe_probabilities(trainer, samples)
         else:
             proba, ok, _ = predictor.predict_files([s.path for s in samples])
@@ -175,6 +175,21 @@ def finish_run(trainer: Trainer, *, parameters_identical: bool = True) -> dict[s
     write_config(trainer.run_dir, config)  # last: "complete" only once every file exists
     best.unlink(missing_ok=True)
     return metrics
+
+
+def _probe_from_the_cache(
+    trainer: Trainer, config: dict[str, Any], predictor: NeuralPredictor
+) -> bool:
+    """Whether the final evaluation may read the feature cache instead of running the network:
+    the weights kept are the probe on the library's pretrained backbone (a backbone taken from
+    an earlier run, ``run:DIR``, has no features in the cache), and both the cached features
+    and the saved network are fp32 (a bf16 network also runs its head in bf16)."""
+    return (
+        config["best_weights"] == "probe"
+        and trainer.source is None
+        and predictor.precision == "fp32"
+        and trainer.inputs.features_precision() == "fp32"
+    )
 
 
 def wise_message(wise: dict[str, Any], monitor: str) -> str:

@@ -276,6 +276,10 @@ class PhaseInputs:
             raise DataError(f"images failed to decode during training: {bad}; remove them")
         return torch.from_numpy(result.features)
 
+    def features_precision(self) -> str:
+        """The precision of the frozen backbone's cached features (``fp32`` or ``bf16``)."""
+        return str(self._feature_spec().precision)
+
     def view_extraction(
         self, samples: list[Sample], view: tuple[int, bool] = (0, False), *, alone: bool = False
     ) -> ExtractionResult:
