@@ -329,16 +329,24 @@ def test_scratch_trains_everything_from_random_weights(split_folders: Path, tmp_
     assert result.history[0]["path"] == "full" and result.history[0]["trainable"][-1] == "stage7"
 
 
+def _three_colours(tmp_path: Path) -> Path:
+    return write_class_folders(tmp_path / "three", 6, classes=("red", "blue", "green"))
+
+
+def _head_on(source: Path, **overrides: Any) -> NeuralOptions:
+    """One epoch of a new head on the backbone of the run in ``source``."""
+    return _options(
+        strategy="head", epochs=1, backbone=f"run:{source}", augment="none", **overrides
+    )
+
+
 @pytest.mark.slow
 def test_transfer_from_an_earlier_run(
     finetuned: tuple[Path, Recorder, Any], tmp_path: Path
 ) -> None:
     source, _, _ = finetuned
-    data = write_class_folders(tmp_path / "three", 6, classes=("red", "blue", "green"))
     result = train_neural(
-        data,
-        out=tmp_path / "third",
-        options=_options(strategy="head", epochs=1, backbone=f"run:{source}", augment="none"),
+        _three_colours(tmp_path), out=tmp_path / "third", options=_head_on(source)
     )
     config = json.loads((tmp_path / "third" / "config.json").read_text())
     assert config["backbone"]["from_run"] == str(source) and config["classes"] == [
@@ -364,16 +372,9 @@ def test_a_kept_probe_on_an_earlier_runs_backbone_is_evaluated_by_the_network(
     from graft.runs import predictions_file, read_predictions
 
     source, _, _ = finetuned
-    data = write_class_folders(tmp_path / "three", 6, classes=("red", "blue", "green"))
-    options = _options(
-        strategy="head",
-        epochs=1,
-        lr=50.0,  # wrecks the head: the safeguard keeps the probe
-        backbone=f"run:{source}",
-        augment="none",
-        safeguard=True,
-        precision="fp32",
-    )
+    data = _three_colours(tmp_path)
+    # lr 50 wrecks the head: the safeguard keeps the probe
+    options = _head_on(source, lr=50.0, safeguard=True, precision="fp32")
     ran: list[int] = []
     network_pass = NeuralPredictor.probabilities_from_pixels
 
