@@ -251,34 +251,39 @@ def _beside_published(
     return accuracy
 
 
-def _step_2_speed(data: DemoData) -> float | None:
-    """The views a second step 2 extracted on this machine, decoding included; ``None`` when
-    some came from the cache (a rerun), which says nothing of this machine's speed."""
+def _step_2_record(data: DemoData, name: str) -> Any:
+    """A JSON file of step 2's run (``config.json``, ``metrics.json``); ``None`` without one."""
     import json
 
     from graft.config import cache_dir
+
+    try:
+        return json.loads((cache_dir() / data.folder / "elpv-linear" / name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _step_2_speed(data: DemoData) -> float | None:
+    """The views a second step 2 extracted on this machine, decoding included; ``None`` when
+    some came from the cache (a rerun), which says nothing of this machine's speed."""
     from graft.runs import CONFIG
 
-    config = cache_dir() / data.folder / "elpv-linear" / CONFIG
+    record = _step_2_record(data, CONFIG)
     try:
-        record = json.loads(config.read_text())
         computed, cached = record["extraction"]["computed"], record["extraction"]["cached"]
         seconds = float(record["timings_s"]["extract"])
-    except (OSError, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         return None
     return computed / seconds if computed and not cached and seconds > 0 else None
 
 
 def _read_linear_accuracy(data: DemoData) -> float | None:
-    import json
-
-    from graft.config import cache_dir
     from graft.runs import METRICS
 
-    metrics = cache_dir() / data.folder / "elpv-linear" / METRICS
+    record = _step_2_record(data, METRICS)
     try:
-        return float(json.loads(metrics.read_text())["test"]["accuracy"]) * 100
-    except (OSError, KeyError, ValueError):
+        return float(record["test"]["accuracy"]) * 100
+    except (KeyError, TypeError, ValueError):
         return None
 
 

@@ -153,11 +153,12 @@ def finish_run(trainer: Trainer, *, parameters_identical: bool = True) -> dict[s
     engine = str(trainer.options.engine)
     predictor = NeuralPredictor(trainer.run_dir, RunConfig.from_dict(config), engine)
     metrics: dict[str, dict[str, Any]] = {}
+    from_the_cache = _probe_from_the_cache(trainer, config, predictor)
     for split in ("val", "test"):
         samples = trainer.samples[split]
         if not samples:
             continue
-        if _probe_from_the_cache(trainer, config, predictor):
+        if from_the_cache:
             proba, ok = probe_probabilities(trainer, samples)
         else:
             proba, ok, _ = predictor.predict_files([s.path for s in samples])
